@@ -1,0 +1,151 @@
+"""Saving and loading: model folders (safetensors + YAML) and training checkpoints.
+
+Every write goes to a temporary name first and is renamed into place, so a crash never
+leaves a half-written file under the real name. Weights are never unpickled as code:
+safetensors for models, `torch.load(weights_only=True)` for training state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+import safetensors.torch
+import torch
+import yaml
+
+from asr.config import ModelConfig, from_dict, to_dict
+from asr.errors import CheckpointError, ConfigError, TokenizerError
+from asr.model.asr_model import ASRModel
+from asr.tokenizer import Tokenizer, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "model.yaml"
+FORMAT_VERSION = 1
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def save_model(model: ASRModel, tokenizer: Tokenizer, directory: str | Path, info: Optional[dict] = None) -> Path:
+    """Writes a self-contained model folder: weights, config, tokenizer, CMVN (in the weights)."""
+    directory = Path(directory)
+    staging = directory.with_name(f".{directory.name}.staging{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    weights = safetensors.torch.save(state)
+    (staging / WEIGHTS_FILE).write_bytes(weights)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "model": to_dict(model.config),
+        "tokenizer": tokenizer.save(staging),
+        "weights_sha256": sha256_of(weights),
+        "info": info or {},
+    }
+    (staging / META_FILE).write_text(yaml.safe_dump(meta, sort_keys=False))
+    if directory.exists():
+        old = directory.with_name(f".{directory.name}.old{os.getpid()}")
+        directory.rename(old)
+        staging.rename(directory)
+        shutil.rmtree(old)
+    else:
+        staging.rename(directory)
+    return directory
+
+
+def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") -> tuple[ASRModel, Tokenizer, dict]:
+    directory = Path(directory)
+    meta_path, weights_path = directory / META_FILE, directory / WEIGHTS_FILE
+    if not meta_path.is_file() or not weights_path.is_file():
+        raise CheckpointError(f"{directory}: not a model folder (needs {META_FILE} and {WEIGHTS_FILE})")
+    try:
+        meta = yaml.safe_load(meta_path.read_text())
+        config = from_dict(ModelConfig, meta["model"])
+        tokenizer = load_tokenizer(directory, meta["tokenizer"])
+    except (yaml.YAMLError, KeyError, TypeError, ConfigError, TokenizerError) as err:
+        raise CheckpointError(f"{meta_path}: invalid model description ({err})") from None
+    weights = weights_path.read_bytes()
+    if sha256_of(weights) != meta.get("weights_sha256"):
+        raise CheckpointError(f"{weights_path}: checksum mismatch (truncated or modified file)")
+    try:
+        state = safetensors.torch.load(weights)
+    except Exception as err:  # safetensors raises its own error types for malformed headers
+        raise CheckpointError(f"{weights_path}: unreadable weights ({err})") from None
+    model = ASRModel(config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{weights_path}: weights do not fit the config ({err})") from None
+    return model.to(device).eval(), tokenizer, meta
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Writes the training state, then its checksum file; the checksum marks it complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    write_atomic(path, data)
+    write_atomic(path.with_name(path.name + ".sha256"), sha256_of(data).encode())
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    marker = path.with_name(path.name + ".sha256")
+    if not path.is_file() or not marker.is_file():
+        raise CheckpointError(f"{path}: incomplete checkpoint (file or checksum missing)")
+    data = path.read_bytes()
+    if sha256_of(data) != marker.read_text().strip():
+        raise CheckpointError(f"{path}: checksum mismatch (corrupt checkpoint)")
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # the unpickler raises many types; all mean "unusable"
+        raise CheckpointError(f"{path}: unreadable checkpoint ({err})") from None
+
+
+def list_checkpoints(directory: str | Path) -> list[Path]:
+    """Checkpoint files in `directory`, oldest first (names sort by step)."""
+    return sorted(Path(directory).glob("step_*.pt"))
+
+
+def load_latest_checkpoint(directory: str | Path) -> Optional[tuple[Path, dict[str, Any]]]:
+    """The newest checkpoint that passes its checksum; corrupt ones are named and passed over."""
+    for path in reversed(list_checkpoints(directory)):
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as err:
+            log.warning("ignoring checkpoint: %s", err)
+    return None
+
+
+def average_state_dicts(paths: list[Path]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of the model weights of several checkpoints (integer buffers from the last)."""
+    if not paths:
+        raise CheckpointError("no checkpoints to average")
+    total: dict[str, torch.Tensor] = {}
+    last: dict[str, torch.Tensor] = {}
+    for path in paths:
+        last = load_checkpoint(path)["model"]
+        for key, value in last.items():
+            if value.is_floating_point():
+                total[key] = total.get(key, 0) + value.double()
+    return {k: (total[k] / len(paths)).to(v.dtype) if k in total else v for k, v in last.items()}

@@ -1,0 +1,169 @@
+"""Typed configuration dataclasses that round-trip through plain dicts and YAML."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+import yaml
+
+from asr.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass
+class FrontendConfig:
+    sample_rate: int = 16000
+    n_mels: int = 80
+    n_fft: int = 400  # 25 ms at 16 kHz
+    hop_length: int = 160  # 10 ms
+    win_length: int = 400
+
+
+@dataclass
+class SpecAugmentConfig:
+    num_freq_masks: int = 2
+    max_freq_width: int = 27
+    num_time_masks: int = 2
+    max_time_width: int = 40
+    # A time mask never covers more than this share of an utterance, so short clips keep their content.
+    max_time_ratio: float = 0.2
+    time_warp: int = 0  # 0 disables time warping
+
+
+@dataclass
+class EncoderConfig:
+    subsampling: str = "conv2d4"  # conv2d4 | conv2d6 | conv2d8 | conv1d2
+    d_model: int = 256
+    num_heads: int = 4
+    ffn_dim: int = 1024
+    num_layers: int = 6
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    positional: str = "abs"  # abs (sinusoidal, added) | rel (Transformer-XL relative, in attention)
+
+
+@dataclass
+class DecoderConfig:
+    num_heads: int = 4
+    ffn_dim: int = 1024
+    num_layers: int = 3
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    max_length: int = 448  # longest token sequence the decoder positions cover
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 0  # set from the tokenizer when the model is built
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    specaugment: Optional[SpecAugmentConfig] = field(default_factory=SpecAugmentConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    ctc_weight: float = 0.3
+    label_smoothing: float = 0.1
+    blank_id: int = 0
+    sos_id: int = -1  # start and end of sentence share one id, as in ESPnet
+    eos_id: int = -1
+
+
+@dataclass
+class TokenizerConfig:
+    kind: str = "char"  # char | bpe | unigram
+    vocab_size: int = 0  # for sentencepiece kinds
+    lowercase: bool = True
+
+
+@dataclass
+class DataConfig:
+    train: list[str] = field(default_factory=list)  # JSONL manifests or Kaldi data dirs
+    dev: list[str] = field(default_factory=list)
+    max_batch_seconds: float = 120.0  # total audio seconds per batch (length bucketing)
+    max_utterance_seconds: float = 30.0
+    num_workers: int = 0
+    cmvn_max_utterances: int = 2000  # utterances used to estimate global mean/variance
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    scheduler: str = "noam"  # noam | cosine | constant
+    warmup_steps: int = 1000
+    max_epochs: int = 50
+    max_steps: int = 0  # 0: no limit besides max_epochs
+    accum_grad: int = 1
+    grad_clip: float = 5.0
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    exp_dir: str = "exp/run"
+    seed: int = 1234
+    threads: int = 0  # torch intra-op threads per process; 0: leave torch's default
+    log_every: int = 10
+    checkpoint_every: int = 0  # steps; 0: only at the end of each epoch
+    keep_checkpoints: int = 5
+
+
+def to_dict(config: Any) -> dict:
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type[T], data: dict | None) -> T:
+    """Builds dataclass `cls` from a nested dict, rejecting unknown keys by name."""
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown keys {unknown}; known: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = _convert(hints[key], value, f"{cls.__name__}.{key}")
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, where)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value)
+    if origin is list:
+        if not isinstance(value, list):
+            value = [value]
+        return [_convert(args[0], v, where) for v in value]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and not isinstance(value, hint):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def save_yaml(config: Any, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def load_yaml(cls: type[T], path: str | Path) -> T:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read config {path}: {err}") from err
+    return from_dict(cls, data or {})
