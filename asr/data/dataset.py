@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -127,9 +127,10 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         yield from self.epoch_batches(self.epoch)[self.start_batch :]
 
 
-def make_loader(dataset: SpeechDataset, sampler: BucketBatchSampler, num_workers: int,
-                generator: Optional[torch.Generator] = None) -> torch.utils.data.DataLoader:
+def make_loader(dataset: SpeechDataset, sampler: BucketBatchSampler, num_workers: int) -> torch.utils.data.DataLoader:
+    # A private generator: creating the loader's iterator must not draw from the global RNG,
+    # or a resumed run would see different dropout and SpecAugment draws than the original.
     return torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
-        persistent_workers=False, generator=generator,
+        generator=torch.Generator().manual_seed(0),
     )
