@@ -17,6 +17,9 @@ T = TypeVar("T")
 
 @dataclass
 class FrontendConfig:
+    # fbank: natural-log mels of uncentred frames (ESPnet/WeNet-like), normalised by global CMVN.
+    # whisper: Whisper's log10 mels of centred frames, clamped to 8 decades below the utterance's peak.
+    kind: str = "fbank"
     sample_rate: int = 16000
     n_mels: int = 80
     n_fft: int = 400  # 25 ms at 16 kHz
@@ -69,6 +72,11 @@ class ModelConfig:
     blank_id: int = 0
     sos_id: int = -1  # start and end of sentence share one id, as in ESPnet
     eos_id: int = -1
+    # Tokens fed after <sos> before the transcript (Whisper: <|notimestamps|>); empty for our own models.
+    decoder_prompt: list[int] = field(default_factory=list)
+    # Size of the CTC vocabulary when it differs from the decoder's (a character CTC head on a BPE
+    # decoder, as for imported Whisper models); 0 means the same vocabulary.
+    ctc_vocab_size: int = 0
 
 
 @dataclass

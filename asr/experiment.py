@@ -23,7 +23,7 @@ from asr.checkpoint import average_state_dicts, list_checkpoints, load_checkpoin
 from asr.config import TrainConfig, from_dict
 from asr.data.manifest import Utterance
 from asr.errors import AudioError, CheckpointError
-from asr.features import LogMelFrontend
+from asr.features import build_frontend
 from asr.model.asr_model import ASRModel
 from asr.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 
@@ -61,7 +61,7 @@ class Experiment:
         """Feature sums over (a fixed sample of) the training data, computed once per experiment."""
         if self.cmvn_path.is_file():
             return json.loads(self.cmvn_path.read_text())
-        frontend = LogMelFrontend(config.model.frontend)
+        frontend = build_frontend(config.model.frontend)
         generator = torch.Generator().manual_seed(config.seed)
         order = torch.randperm(len(utterances), generator=generator)[: config.data.cmvn_max_utterances]
         total = torch.zeros(config.model.frontend.n_mels, dtype=torch.float64)

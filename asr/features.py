@@ -46,6 +46,51 @@ class LogMelFrontend(nn.Module):
         return feats, self.num_frames(lengths)
 
 
+class WhisperLogMel(nn.Module):
+    """Whisper's features, computed on each utterance's own samples so batching changes nothing.
+
+    As faster-whisper does: 160 zero samples appended, centred (reflect-padded) frames, the last
+    frame dropped, log10 mels clamped to 8 decades below the utterance's peak, then (x + 4) / 4.
+    """
+
+    def __init__(self, config: FrontendConfig):
+        super().__init__()
+        self.config = config
+        filters = torchaudio.functional.melscale_fbanks(
+            config.n_fft // 2 + 1, 0.0, config.sample_rate / 2, config.n_mels, config.sample_rate,
+            norm="slaney", mel_scale="slaney",
+        )
+        self.register_buffer("filters", filters, persistent=False)  # (freqs, n_mels)
+        self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
+
+    def num_frames(self, num_samples: Tensor) -> Tensor:
+        return num_samples // self.config.hop_length + 1
+
+    def forward(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        hop, half = self.config.hop_length, self.config.n_fft // 2
+        padded = torch.zeros(waveforms.shape[0], waveforms.shape[1] + hop + 2 * half, device=waveforms.device)
+        for i, n in enumerate(lengths.tolist()):
+            own = F.pad(waveforms[i, :n].float(), (0, hop))
+            padded[i, : n + hop + 2 * half] = F.pad(own[None, None], (half, half), mode="reflect")[0, 0]
+        with torch.autocast(waveforms.device.type, enabled=False):
+            spec = torch.stft(padded, self.config.n_fft, hop, self.config.win_length, self.window,
+                              center=False, return_complex=True).abs() ** 2  # (B, freqs, frames)
+            mel = torch.log10(torch.clamp(spec.transpose(1, 2) @ self.filters, min=1e-10))
+        frames = self.num_frames(lengths)
+        valid = torch.arange(mel.shape[1], device=mel.device)[None, :] < frames[:, None]
+        peak = mel.masked_fill(~valid[..., None], float("-inf")).amax(dim=(1, 2), keepdim=True)
+        mel = torch.maximum(mel, peak - 8.0)
+        return (mel + 4.0) / 4.0, frames
+
+
+def build_frontend(config: FrontendConfig) -> nn.Module:
+    if config.kind == "fbank":
+        return LogMelFrontend(config)
+    if config.kind == "whisper":
+        return WhisperLogMel(config)
+    raise ValueError(f"unknown frontend kind {config.kind!r}; choose fbank or whisper")
+
+
 class GlobalCMVN(nn.Module):
     """Subtracts the training data's mean and divides by its standard deviation, per mel bin."""
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterable
 
 import sentencepiece as spm
+import tokenizers
 
 from asr.config import TokenizerConfig
 from asr.errors import TokenizerError
@@ -20,6 +21,7 @@ WORD_MARK = "\u2581"  # "▁", how a space is written in token lists (as sentenc
 
 CHAR_FILE = "tokens.txt"
 SP_FILE = "tokenizer.model"
+HF_FILE = "tokenizer.json"
 
 
 class Tokenizer:
@@ -180,6 +182,70 @@ class SentencePieceTokenizer(Tokenizer):
         return {"kind": "sentencepiece", "lowercase": self.lowercase, "file": SP_FILE}
 
 
+class WhisperTokenizer(Tokenizer):
+    """Whisper's GPT-2 byte-level BPE (a `tokenizers` JSON file) with Whisper's own special ids.
+
+    It has no CTC blank: models that use it for the decoder pair it with a character CTC head.
+    """
+
+    def __init__(self, tokenizer_json: str):
+        super().__init__(lowercase=False)
+        self.json = tokenizer_json
+        try:
+            self.bpe = tokenizers.Tokenizer.from_str(tokenizer_json)
+        except Exception as err:  # the Rust library raises a generic Exception on bad JSON
+            raise TokenizerError(f"invalid tokenizer.json: {err}") from None
+        self.special = {t.content: i for i, t in self.bpe.get_added_tokens_decoder().items()}
+        for name in ("<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>"):
+            if name not in self.special:
+                raise TokenizerError(f"tokenizer.json has no {name} token; is it a Whisper tokenizer?")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.bpe.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def sos_id(self) -> int:
+        return self.special["<|startoftranscript|>"]
+
+    @property
+    def eos_id(self) -> int:
+        return self.special["<|endoftext|>"]
+
+    @property
+    def no_timestamps_id(self) -> int:
+        return self.special["<|notimestamps|>"]
+
+    def encode(self, text: str) -> list[int]:
+        # Whisper writes a transcript with a leading space: " Hello world."
+        return self.bpe.encode(" " + self.normalize(text), add_special_tokens=False).ids
+
+    def piece(self, token_id: int) -> str:
+        return self.bpe.decode([token_id], skip_special_tokens=False)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.bpe.decode([i for i in ids if i < self.eos_id]).strip()
+
+    def unknown_symbols(self, text: str) -> set[str]:
+        return set()  # byte-level: every string has a tokenization
+
+    def words(self, ids: list[int]) -> list[tuple[str, list[int]]]:
+        groups: list[tuple[str, list[int]]] = []
+        for position, token in enumerate(ids):
+            if token >= self.eos_id:
+                continue
+            piece = self.piece(token)
+            if piece.startswith(" ") or not groups:
+                groups.append(("", []))
+            word, positions = groups[-1]
+            groups[-1] = (word + piece.strip(), positions + [position])
+        return [(w, p) for w, p in groups if w]
+
+    def save(self, directory: Path) -> dict:
+        (directory / HF_FILE).write_text(self.json, encoding="utf-8")
+        return {"kind": "whisper", "lowercase": False, "file": HF_FILE}
+
+
 def train_tokenizer(texts: list[str], config: TokenizerConfig) -> Tokenizer:
     if config.kind == "char":
         return CharTokenizer.train(texts, config.lowercase)
@@ -198,6 +264,8 @@ def load_tokenizer(directory: Path, meta: dict) -> Tokenizer:
             return CharTokenizer(symbols, meta["lowercase"])
         if meta["kind"] == "sentencepiece":
             return SentencePieceTokenizer(path.read_bytes(), meta["lowercase"])
+        if meta["kind"] == "whisper":
+            return WhisperTokenizer(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise TokenizerError(f"cannot read tokenizer file {path}: {err}") from err
     raise TokenizerError(f"unknown tokenizer kind {meta['kind']!r} in {directory}")

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from asr.config import ModelConfig
-from asr.features import GlobalCMVN, LogMelFrontend, SpecAugment
+from asr.features import GlobalCMVN, SpecAugment, build_frontend
 from asr.model.ctc import CTCHead
 from asr.model.decoder import TransformerDecoder
 from asr.model.encoder import EncoderOutput, TransformerEncoder, lengths_to_mask
@@ -31,11 +31,11 @@ class ASRModel(nn.Module):
         if config.vocab_size <= 0 or config.sos_id < 0 or config.eos_id < 0:
             raise ValueError("ModelConfig needs vocab_size, sos_id and eos_id (set from the tokenizer)")
         self.config = config
-        self.frontend = LogMelFrontend(config.frontend)
+        self.frontend = build_frontend(config.frontend)
         self.cmvn = GlobalCMVN(config.frontend.n_mels)
         self.specaugment = SpecAugment(config.specaugment) if config.specaugment else None
         self.encoder = TransformerEncoder(config.encoder, config.frontend.n_mels)
-        self.ctc = CTCHead(config.encoder.d_model, config.vocab_size, config.blank_id)
+        self.ctc = CTCHead(config.encoder.d_model, config.ctc_vocab_size or config.vocab_size, config.blank_id)
         self.decoder = TransformerDecoder(config.decoder, config.encoder.d_model, config.vocab_size)
 
     def features(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
@@ -47,19 +47,27 @@ class ASRModel(nn.Module):
         valid = lengths_to_mask(feat_lengths, feats.shape[1])
         return feats * valid[..., None].to(feats.dtype), feat_lengths
 
-    def encode(self, waveforms: Tensor, lengths: Tensor, need_weights: bool = False) -> EncoderOutput:
+    def encode(self, waveforms: Tensor, lengths: Tensor, need_weights: bool = False,
+               pad_to_frames: int = 0) -> EncoderOutput:
+        """Encoder states of a padded batch. `pad_to_frames` pads the features with zeros and lets
+        the encoder attend to the padding, as Whisper does with its fixed 30 s (3000-frame) input."""
         feats, feat_lengths = self.features(waveforms, lengths)
+        if pad_to_frames > feats.shape[1]:
+            feats = F.pad(feats, (0, 0, 0, pad_to_frames - feats.shape[1]))
+            feat_lengths = torch.full_like(feat_lengths, pad_to_frames)
         return self.encoder(feats, feat_lengths, need_weights)
 
     def decoder_io(self, targets: Tensor, target_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Teacher-forcing input (<sos> y) and output (y <eos>), padded with eos / IGNORE_ID."""
+        """Teacher-forcing input (<sos> prompt y) and output (y <eos>, the prompt positions ignored),
+        padded with eos / IGNORE_ID; returns them with the input lengths."""
         b = targets.shape[0]
-        sos = targets.new_full((b, 1), self.config.sos_id)
+        prefix = targets.new_tensor([self.config.sos_id, *self.config.decoder_prompt]).expand(b, -1)
         body = targets.masked_fill(targets == IGNORE_ID, self.config.eos_id)
-        tokens_in = torch.cat([sos, body], dim=1)
-        tokens_out = torch.cat([targets, targets.new_full((b, 1), IGNORE_ID)], dim=1)
-        tokens_out[torch.arange(b), target_lengths] = self.config.eos_id
-        return tokens_in, tokens_out, target_lengths + 1
+        tokens_in = torch.cat([prefix, body], dim=1)
+        ignored = targets.new_full((b, prefix.shape[1] - 1), IGNORE_ID)
+        tokens_out = torch.cat([ignored, targets, targets.new_full((b, 1), IGNORE_ID)], dim=1)
+        tokens_out[torch.arange(b), ignored.shape[1] + target_lengths] = self.config.eos_id
+        return tokens_in, tokens_out, target_lengths + prefix.shape[1]
 
     def forward(self, waveforms: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor) -> LossOutput:
         """Hybrid loss: ctc_weight * CTC + (1 - ctc_weight) * label-smoothed cross-entropy."""

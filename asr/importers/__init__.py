@@ -1,0 +1,1 @@
+"""Importers that map other toolkits' pretrained weights into `asr` models."""
