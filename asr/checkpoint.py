@@ -44,8 +44,14 @@ def write_atomic(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def save_model(model: ASRModel, tokenizer: Tokenizer, directory: str | Path, info: Optional[dict] = None) -> Path:
-    """Writes a self-contained model folder: weights, config, tokenizer, CMVN (in the weights)."""
+CTC_TOKENIZER_DIR = "ctc"
+
+
+def save_model(model: ASRModel, tokenizer: Tokenizer, directory: str | Path, info: Optional[dict] = None,
+               ctc_tokenizer: Optional[Tokenizer] = None) -> Path:
+    """Writes a self-contained model folder: weights, config, tokenizer(s), CMVN (in the weights).
+
+    `ctc_tokenizer` is stored (in ctc/) when the CTC head has its own vocabulary."""
     directory = Path(directory)
     staging = directory.with_name(f".{directory.name}.staging{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -60,6 +66,9 @@ def save_model(model: ASRModel, tokenizer: Tokenizer, directory: str | Path, inf
         "weights_sha256": sha256_of(weights),
         "info": info or {},
     }
+    if ctc_tokenizer is not None:
+        (staging / CTC_TOKENIZER_DIR).mkdir()
+        meta["ctc_tokenizer"] = ctc_tokenizer.save(staging / CTC_TOKENIZER_DIR)
     (staging / META_FILE).write_text(yaml.safe_dump(meta, sort_keys=False))
     if directory.exists():
         old = directory.with_name(f".{directory.name}.old{os.getpid()}")
@@ -95,6 +104,16 @@ def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") ->
     except RuntimeError as err:
         raise CheckpointError(f"{weights_path}: weights do not fit the config ({err})") from None
     return model.to(device).eval(), tokenizer, meta
+
+
+def load_ctc_tokenizer(directory: str | Path, meta: dict, tokenizer: Tokenizer) -> Tokenizer:
+    """The CTC head's tokenizer of a model folder: its own if it has one, else the decoder's."""
+    if "ctc_tokenizer" not in meta:
+        return tokenizer
+    try:
+        return load_tokenizer(Path(directory) / CTC_TOKENIZER_DIR, meta["ctc_tokenizer"])
+    except (KeyError, TypeError, TokenizerError) as err:
+        raise CheckpointError(f"{directory}: invalid CTC tokenizer ({err})") from None
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:

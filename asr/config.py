@@ -10,6 +10,7 @@ from typing import Any, Optional, TypeVar
 
 import yaml
 
+from asr.data.augment import AugmentConfig
 from asr.errors import ConfigError
 
 T = TypeVar("T")
@@ -94,6 +95,7 @@ class DataConfig:
     max_utterance_seconds: float = 30.0
     num_workers: int = 0
     cmvn_max_utterances: int = 2000  # utterances used to estimate global mean/variance
+    augment: Optional[AugmentConfig] = None  # waveform augmentation of training data (noise, reverb, speed)
 
 
 @dataclass
@@ -110,11 +112,22 @@ class OptimConfig:
 
 
 @dataclass
+class InitConfig:
+    """Start from pretrained weights: the architecture and tokenizers come from the source, and
+    only the model's training settings (specaugment, ctc_weight, label_smoothing) from TrainConfig."""
+
+    source: str = ""  # a model folder, or for kind whisper a CTranslate2 / Hugging Face folder or OpenAI .pt
+    kind: str = "model"  # model | whisper
+    freeze: list[str] = field(default_factory=list)  # parameter-name prefixes kept fixed, e.g. "encoder.layers.0."
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    init: InitConfig = field(default_factory=InitConfig)
     exp_dir: str = "exp/run"
     seed: int = 1234
     threads: int = 0  # torch intra-op threads per process; 0: leave torch's default

@@ -14,15 +14,19 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Optional
 
 import torch
 import yaml
 
 from asr.audio import load_audio
-from asr.checkpoint import average_state_dicts, list_checkpoints, load_checkpoint, save_model, write_atomic
-from asr.config import TrainConfig, from_dict
+from asr.checkpoint import (
+    average_state_dicts, list_checkpoints, load_checkpoint, load_ctc_tokenizer, load_model_dir, save_model, write_atomic,
+)
+from asr.config import InitConfig, TrainConfig, from_dict
+from asr.features import SpecAugment
 from asr.data.manifest import Utterance
-from asr.errors import AudioError, CheckpointError
+from asr.errors import AudioError, CheckpointError, ConfigError
 from asr.features import build_frontend
 from asr.model.asr_model import ASRModel
 from asr.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
@@ -84,8 +88,28 @@ class Experiment:
         write_atomic(self.cmvn_path, json.dumps(stats).encode())
         return stats
 
-    def export(self, model: ASRModel, tokenizer: Tokenizer, name: str = "model", info: dict | None = None) -> Path:
-        return save_model(model, tokenizer, self.dir / name, info)
+    def export(self, model: ASRModel, tokenizer: Tokenizer, name: str = "model", info: dict | None = None,
+               ctc_tokenizer: Optional[Tokenizer] = None) -> Path:
+        return save_model(model, tokenizer, self.dir / name, info, ctc_tokenizer)
+
+    def build_model(self, config: TrainConfig, utterances: list[Utterance]) -> tuple[ASRModel, Tokenizer, Optional[Tokenizer], dict]:
+        """The model to train (fresh, or from config.init), its tokenizer(s) and notes to export with it."""
+        if config.init.source:
+            model, tokenizer, ctc_tokenizer, info = load_initial(config.init)
+            model.config.ctc_weight = config.model.ctc_weight
+            model.config.label_smoothing = config.model.label_smoothing
+            model.config.specaugment = config.model.specaugment
+            model.specaugment = SpecAugment(config.model.specaugment) if config.model.specaugment else None
+            return model, tokenizer, ctc_tokenizer, info
+        tokenizer = self.prepare_tokenizer(config, utterances)
+        model_config = config.model
+        model_config.vocab_size = tokenizer.vocab_size
+        model_config.sos_id = model_config.eos_id = tokenizer.sos_id
+        model_config.blank_id = tokenizer.blank_id
+        model = ASRModel(model_config)
+        cmvn = self.prepare_cmvn(config, utterances)
+        model.cmvn.set_stats(torch.tensor(cmvn["sum"]), torch.tensor(cmvn["sum_sq"]), cmvn["frames"])
+        return model, tokenizer, None, {}
 
     def average(self, num: int, by: str = "last") -> Path:
         """Averages `num` checkpoints (the last ones, or the best by validation loss) into a model folder."""
@@ -107,11 +131,21 @@ class Experiment:
             raise ValueError(f"unknown selection {by!r}; choose last or best")
         if not chosen:
             raise CheckpointError(f"{self.checkpoints}: no checkpoints to average")
-        config = self.load_config()
-        tokenizer = self.prepare_tokenizer(config, [])
-        config.model.vocab_size = tokenizer.vocab_size
-        config.model.sos_id = config.model.eos_id = tokenizer.sos_id
-        model = ASRModel(config.model)
+        model, tokenizer, ctc_tokenizer, info = self.build_model(self.load_config(), [])
         model.load_state_dict(average_state_dicts(sorted(chosen)))
-        info = {"averaged": [p.name for p in sorted(chosen)], "selection": by}
-        return self.export(model, tokenizer, f"model_avg{len(chosen)}_{by}", info)
+        info = {**info, "averaged": [p.name for p in sorted(chosen)], "selection": by}
+        return self.export(model, tokenizer, f"model_avg{len(chosen)}_{by}", info, ctc_tokenizer)
+
+
+def load_initial(init: InitConfig) -> tuple[ASRModel, Tokenizer, Optional[Tokenizer], dict]:
+    """Pretrained starting weights: an `asr` model folder or an imported Whisper checkpoint."""
+    if init.kind == "whisper":
+        from asr.importers.whisper import ctc_tokenizer, import_whisper
+
+        model, tokenizer, notes = import_whisper(init.source)
+        return model, tokenizer, ctc_tokenizer(), notes
+    if init.kind == "model":
+        model, tokenizer, meta = load_model_dir(init.source)
+        ctc = load_ctc_tokenizer(init.source, meta, tokenizer)
+        return model, tokenizer, None if ctc is tokenizer else ctc, dict(meta.get("info", {}))
+    raise ConfigError(f"unknown init.kind {init.kind!r}; choose model or whisper")

@@ -15,6 +15,7 @@ import tokenizers
 
 from asr.config import TokenizerConfig
 from asr.errors import TokenizerError
+from asr.text import normalize as english_normalize
 
 BLANK, UNK, SOS_EOS = "<blank>", "<unk>", "<sos/eos>"
 WORD_MARK = "\u2581"  # "▁", how a space is written in token lists (as sentencepiece does)
@@ -82,8 +83,15 @@ class Tokenizer:
 
 
 class CharTokenizer(Tokenizer):
-    def __init__(self, symbols: list[str], lowercase: bool = True):
+    """One token per character. With `normalizer="english"` text first goes through the scoring
+    normaliser (asr.text: lower case, no punctuation, numbers as digits), as a CTC head paired
+    with a cased, punctuated decoder vocabulary wants."""
+
+    def __init__(self, symbols: list[str], lowercase: bool = True, normalizer: str = "none"):
         super().__init__(lowercase)
+        if normalizer not in ("none", "english"):
+            raise TokenizerError(f"unknown text normalizer {normalizer!r}; choose none or english")
+        self.normalizer = normalizer
         if symbols[:2] != [BLANK, UNK] or symbols[-1] != SOS_EOS:
             raise TokenizerError(f"character list must start with {BLANK}, {UNK} and end with {SOS_EOS}")
         self.symbols = symbols
@@ -100,6 +108,9 @@ class CharTokenizer(Tokenizer):
     @property
     def vocab_size(self) -> int:
         return len(self.symbols)
+
+    def normalize(self, text: str) -> str:
+        return super().normalize(english_normalize(text) if self.normalizer == "english" else text)
 
     def encode(self, text: str) -> list[int]:
         return [self.index.get(c, self.unk_id) for c in self.normalize(text).replace(" ", WORD_MARK)]
@@ -124,7 +135,7 @@ class CharTokenizer(Tokenizer):
 
     def save(self, directory: Path) -> dict:
         (directory / CHAR_FILE).write_text("\n".join(self.symbols) + "\n", encoding="utf-8")
-        return {"kind": "char", "lowercase": self.lowercase, "file": CHAR_FILE}
+        return {"kind": "char", "lowercase": self.lowercase, "normalizer": self.normalizer, "file": CHAR_FILE}
 
 
 class SentencePieceTokenizer(Tokenizer):
@@ -261,7 +272,7 @@ def load_tokenizer(directory: Path, meta: dict) -> Tokenizer:
     try:
         if meta["kind"] == "char":
             symbols = path.read_text(encoding="utf-8").splitlines()
-            return CharTokenizer(symbols, meta["lowercase"])
+            return CharTokenizer(symbols, meta["lowercase"], meta.get("normalizer", "none"))
         if meta["kind"] == "sentencepiece":
             return SentencePieceTokenizer(path.read_bytes(), meta["lowercase"])
         if meta["kind"] == "whisper":

@@ -24,13 +24,12 @@ from tqdm import tqdm
 
 from asr.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
 from asr.config import OptimConfig, TrainConfig, save_yaml, to_dict
-from asr.data.dataset import Batch, BucketBatchSampler, SpeechDataset, make_loader
+from asr.data.augment import build_augmenter
+from asr.data.dataset import BucketBatchSampler, SpeechDataset, make_loader
 from asr.data.manifest import Utterance, read_manifest
 from asr.decoding.ctc import ctc_greedy_search
 from asr.errors import ConfigError
 from asr.experiment import Experiment
-from asr.model.asr_model import ASRModel
-from asr.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -122,23 +121,30 @@ class Trainer:
         if not train_utts:
             raise ConfigError("no usable training utterances in data.train")
         dev_utts = load_utterances(config.data.dev, config.data.max_utterance_seconds)
-        if self.dist.is_main:
+        if self.dist.is_main:  # tokenizer and CMVN are computed once, by one process
             self.exp.dir.mkdir(parents=True, exist_ok=True)
             save_yaml(config, self.exp.dir / "train.yaml")
-            self.exp.prepare_tokenizer(config, train_utts)
-            self.exp.prepare_cmvn(config, train_utts)
+            self.exp.build_model(config, train_utts)
         self.dist.barrier()
-        self.tokenizer = self.exp.prepare_tokenizer(config, train_utts)
-        self.model = self._build_model(self.exp.prepare_cmvn(config, train_utts))
-        self.train_set = SpeechDataset(train_utts, self.tokenizer, config.model.frontend.sample_rate)
-        self.dev_set = SpeechDataset(dev_utts, self.tokenizer, config.model.frontend.sample_rate)
+        self.model, self.tokenizer, self.ctc_tokenizer, self.init_info = self.exp.build_model(config, train_utts)
+        self.model.to(self.dist.device)
+        frozen = tuple(config.init.freeze)
+        for name, parameter in self.model.named_parameters():
+            parameter.requires_grad = not (frozen and name.startswith(frozen))
+        rate = self.model.config.frontend.sample_rate
+        augmenter = None
+        if config.data.augment is not None:
+            augmenter = build_augmenter(config.data.augment, [u.audio for u in train_utts], config.seed, rate)
+        self.train_set = SpeechDataset(train_utts, self.tokenizer, rate, self.ctc_tokenizer, augmenter, config.seed)
+        self.dev_set = SpeechDataset(dev_utts, self.tokenizer, rate, self.ctc_tokenizer)
         self.sampler = BucketBatchSampler([u.duration for u in train_utts], config.data.max_batch_seconds,
                                           config.seed, self.dist.rank, self.dist.world_size)
         self.ddp_model: nn.Module = self.model
         if self.dist.world_size > 1:
             self.ddp_model = nn.parallel.DistributedDataParallel(self.model)
         optim = config.optim
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=optim.lr, weight_decay=optim.weight_decay)
         steps_per_epoch = math.ceil(len(self.sampler) / optim.accum_grad)
         self.total_steps = optim.max_steps or optim.max_epochs * steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_multiplier(optim, self.total_steps))
@@ -151,15 +157,6 @@ class Trainer:
             "step", "epoch", "lr", "loss", "ctc", "attention", "accuracy", "grad_norm", "utts_per_s", "audio_s_per_s"])
         self.valid_log = CsvLog(self.exp.dir / "valid_log.csv",
                                 ["step", "epoch", "loss", "ctc", "attention", "cer", "wer"])
-
-    def _build_model(self, cmvn: dict) -> ASRModel:
-        model_config = self.config.model
-        model_config.vocab_size = self.tokenizer.vocab_size
-        model_config.sos_id = model_config.eos_id = self.tokenizer.sos_id
-        model_config.blank_id = self.tokenizer.blank_id
-        model = ASRModel(model_config)
-        model.cmvn.set_stats(torch.tensor(cmvn["sum"]), torch.tensor(cmvn["sum_sq"]), cmvn["frames"])
-        return model.to(self.dist.device)
 
     def _autocast(self):
         precision, device = self.config.optim.precision, self.dist.device.type
@@ -230,7 +227,8 @@ class Trainer:
             self.save()  # stopped by max_steps inside an epoch
         if self.dist.is_main:
             self._report_skipped()
-            path = self.exp.export(self.model, self.tokenizer, info={"step": self.step, "epoch": self.epoch})
+            info = {**self.init_info, "step": self.step, "epoch": self.epoch}
+            path = self.exp.export(self.model, self.tokenizer, info=info, ctc_tokenizer=self.ctc_tokenizer)
             log.info("wrote model to %s", path)
         self.dist.barrier()
         return self.exp.dir / "model"
@@ -238,6 +236,7 @@ class Trainer:
     def train_epoch(self) -> None:
         self.model.train()
         self.sampler.set_position(self.epoch, self.batch_in_epoch)
+        self.train_set.epoch = self.epoch
         loader = make_loader(self.train_set, self.sampler, self.config.data.num_workers)
         accum = self.config.optim.accum_grad
         progress = tqdm(total=len(self.sampler), initial=self.batch_in_epoch, desc=f"epoch {self.epoch}",
@@ -254,7 +253,8 @@ class Trainer:
             sync = contextlib.nullcontext() if boundary or self.dist.world_size == 1 else self.ddp_model.no_sync()
             with sync:
                 with self._autocast():
-                    out = self.ddp_model(batch.waveforms, batch.lengths, batch.targets, batch.target_lengths)
+                    out = self.ddp_model(batch.waveforms, batch.lengths, batch.targets, batch.target_lengths,
+                                         batch.ctc_targets, batch.ctc_target_lengths)
                 self.scaler.scale(out.loss / accum).backward()
             window["utts"] += len(batch.ids)
             window["seconds"] += float(batch.lengths.sum()) / self.config.model.frontend.sample_rate
@@ -274,7 +274,8 @@ class Trainer:
 
     def _optimizer_step(self) -> float:
         self.scaler.unscale_(self.optimizer)
-        grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip))
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        grad_norm = float(nn.utils.clip_grad_norm_(trainable, self.config.optim.grad_clip))
         self.scaler.step(self.optimizer)  # skipped by the scaler when gradients are not finite
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -310,16 +311,18 @@ class Trainer:
             if not batch.ids:
                 continue
             batch = batch.to(self.dist.device)
-            out = self.model(batch.waveforms, batch.lengths, batch.targets, batch.target_lengths)
+            out = self.model(batch.waveforms, batch.lengths, batch.targets, batch.target_lengths,
+                             batch.ctc_targets, batch.ctc_target_lengths)
             n = len(batch.ids)
             for key in totals:
                 totals[key] += float(getattr(out, key)) * n
             count += n
             enc = self.model.encode(batch.waveforms, batch.lengths)
-            for ids, target, length in zip(ctc_greedy_search(self.model.ctc.log_probs(enc.hidden), enc.lengths),
-                                           batch.targets, batch.target_lengths):
-                refs.append(self.tokenizer.decode(target[:length].tolist()))
-                hyps.append(self.tokenizer.decode(ids))
+            ctc_tokenizer = self.ctc_tokenizer or self.tokenizer
+            best = ctc_greedy_search(self.model.ctc.log_probs(enc.hidden), enc.lengths, self.model.config.blank_id)
+            for ids, target, length in zip(best, batch.ctc_targets, batch.ctc_target_lengths):
+                refs.append(ctc_tokenizer.decode(target[:length].tolist()))
+                hyps.append(ctc_tokenizer.decode(ids))
         self.model.train()
         if count == 0:
             return None

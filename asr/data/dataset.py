@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from asr.audio import load_audio
+from asr.data.augment import Augmenter
 from asr.data.manifest import Utterance
 from asr.errors import AudioError
 from asr.tokenizer import Tokenizer
@@ -23,6 +24,7 @@ class Example:
     id: str
     waveform: Tensor
     tokens: list[int]
+    ctc_tokens: list[int]
 
 
 @dataclass
@@ -32,20 +34,32 @@ class Batch:
     lengths: Tensor  # (B,) samples
     targets: Tensor  # (B, L), padded with -1
     target_lengths: Tensor  # (B,)
+    ctc_targets: Tensor  # (B, L'), the same as targets unless the CTC head has its own tokenizer
+    ctc_target_lengths: Tensor
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (utterance id, reason)
 
     def to(self, device: torch.device) -> "Batch":
         return Batch(self.ids, self.waveforms.to(device), self.lengths.to(device), self.targets.to(device),
-                     self.target_lengths.to(device), self.skipped)
+                     self.target_lengths.to(device), self.ctc_targets.to(device),
+                     self.ctc_target_lengths.to(device), self.skipped)
 
 
 class SpeechDataset(torch.utils.data.Dataset):
-    """Loads and tokenizes one utterance; a bad one comes back as (id, reason) instead of raising."""
+    """Loads, augments and tokenizes one utterance; a bad one comes back as (id, reason) instead of raising.
 
-    def __init__(self, utterances: list[Utterance], tokenizer: Tokenizer, sample_rate: int = 16000):
+    Augmentation draws from a generator seeded by (seed, epoch, index), so an utterance gets the
+    same noise in a resumed run, whichever worker loads it. Set `epoch` before each epoch.
+    """
+
+    def __init__(self, utterances: list[Utterance], tokenizer: Tokenizer, sample_rate: int = 16000,
+                 ctc_tokenizer: Optional[Tokenizer] = None, augmenter: Optional[Augmenter] = None, seed: int = 0):
         self.utterances = utterances
         self.tokenizer = tokenizer
+        self.ctc_tokenizer = ctc_tokenizer
         self.sample_rate = sample_rate
+        self.augmenter = augmenter
+        self.seed = seed
+        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -54,14 +68,21 @@ class SpeechDataset(torch.utils.data.Dataset):
         utt = self.utterances[index]
         if not utt.text or not utt.text.strip():
             return utt.id, "no transcript"
-        unknown = self.tokenizer.unknown_symbols(utt.text)
+        tokenizers = [self.tokenizer] + ([self.ctc_tokenizer] if self.ctc_tokenizer else [])
+        unknown = set().union(*(t.unknown_symbols(utt.text) for t in tokenizers))
         if unknown:
             return utt.id, f"characters outside the tokenizer: {''.join(sorted(unknown))!r}"
+        tokens = self.tokenizer.encode(utt.text)
+        ctc_tokens = self.ctc_tokenizer.encode(utt.text) if self.ctc_tokenizer else tokens
+        if not tokens or not ctc_tokens:
+            return utt.id, "transcript is empty after text normalisation"
         try:
             waveform = load_audio(utt.audio, self.sample_rate)
         except AudioError as err:
             return utt.id, str(err)
-        return Example(utt.id, torch.from_numpy(waveform), self.tokenizer.encode(utt.text))
+        if self.augmenter is not None:
+            waveform = self.augmenter(waveform, np.random.default_rng([self.seed, self.epoch, index]))
+        return Example(utt.id, torch.from_numpy(waveform), tokens, ctc_tokens)
 
 
 def collate(items: list[Example | tuple[str, str]]) -> Batch:
@@ -69,15 +90,22 @@ def collate(items: list[Example | tuple[str, str]]) -> Batch:
     skipped = [x for x in items if not isinstance(x, Example)]
     for utt_id, reason in skipped:
         log.warning("skipping utterance %s: %s", utt_id, reason)
-    b = len(examples)
     lengths = torch.tensor([len(x.waveform) for x in examples], dtype=torch.long)
-    target_lengths = torch.tensor([len(x.tokens) for x in examples], dtype=torch.long)
-    waveforms = torch.zeros(b, int(lengths.max()) if b else 0)
-    targets = torch.full((b, int(target_lengths.max()) if b else 0), -1, dtype=torch.long)
+    waveforms = torch.zeros(len(examples), int(lengths.max()) if examples else 0)
     for i, x in enumerate(examples):
         waveforms[i, : len(x.waveform)] = x.waveform
-        targets[i, : len(x.tokens)] = torch.tensor(x.tokens, dtype=torch.long)
-    return Batch([x.id for x in examples], waveforms, lengths, targets, target_lengths, skipped)
+    targets, target_lengths = pad_tokens([x.tokens for x in examples])
+    ctc_targets, ctc_target_lengths = pad_tokens([x.ctc_tokens for x in examples])
+    return Batch([x.id for x in examples], waveforms, lengths, targets, target_lengths,
+                 ctc_targets, ctc_target_lengths, skipped)
+
+
+def pad_tokens(sequences: list[list[int]]) -> tuple[Tensor, Tensor]:
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    padded = torch.full((len(sequences), int(lengths.max()) if sequences else 0), -1, dtype=torch.long)
+    for i, s in enumerate(sequences):
+        padded[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return padded, lengths
 
 
 class BucketBatchSampler(torch.utils.data.Sampler):

@@ -49,7 +49,7 @@ class WhisperDims:
 
 
 def ctc_tokenizer() -> CharTokenizer:
-    return CharTokenizer(list(CTC_SYMBOLS), lowercase=True)
+    return CharTokenizer(list(CTC_SYMBOLS), lowercase=True, normalizer="english")
 
 
 def model_config(dims: WhisperDims, tokenizer: WhisperTokenizer) -> ModelConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -69,11 +70,17 @@ class ASRModel(nn.Module):
         tokens_out[torch.arange(b), ignored.shape[1] + target_lengths] = self.config.eos_id
         return tokens_in, tokens_out, target_lengths + prefix.shape[1]
 
-    def forward(self, waveforms: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor) -> LossOutput:
-        """Hybrid loss: ctc_weight * CTC + (1 - ctc_weight) * label-smoothed cross-entropy."""
+    def forward(self, waveforms: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor,
+                ctc_targets: Optional[Tensor] = None, ctc_target_lengths: Optional[Tensor] = None) -> LossOutput:
+        """Hybrid loss: ctc_weight * CTC + (1 - ctc_weight) * label-smoothed cross-entropy.
+
+        `ctc_targets` are needed when the CTC head has its own vocabulary (ctc_vocab_size)."""
+        if ctc_targets is None:
+            ctc_targets, ctc_target_lengths = targets, target_lengths
         enc = self.encode(waveforms, lengths)
         batch = waveforms.shape[0]
-        ctc_loss = self.ctc.loss(self.ctc.log_probs(enc.hidden), enc.lengths, targets, target_lengths) / batch
+        ctc_log_probs = self.ctc.log_probs(enc.hidden)
+        ctc_loss = self.ctc.loss(ctc_log_probs, enc.lengths, ctc_targets, ctc_target_lengths) / batch
         tokens_in, tokens_out, in_lengths = self.decoder_io(targets, target_lengths)
         logits = self.decoder(tokens_in, in_lengths, enc.hidden, enc.mask).logits.float()
         att_loss = F.cross_entropy(
