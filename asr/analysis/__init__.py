@@ -1,0 +1,1 @@
+"""Analyses of a trained model's behaviour, kept apart from training and decoding."""
