@@ -109,6 +109,9 @@ class OptimConfig:
     accum_grad: int = 1
     grad_clip: float = 5.0
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
+    # Learning-rate multipliers by parameter-name prefix, e.g. {"ctc.": 10.0} for a fresh head on a
+    # pretrained model; the first matching prefix applies.
+    lr_scale: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

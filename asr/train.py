@@ -143,8 +143,7 @@ class Trainer:
         if self.dist.world_size > 1:
             self.ddp_model = nn.parallel.DistributedDataParallel(self.model)
         optim = config.optim
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(trainable, lr=optim.lr, weight_decay=optim.weight_decay)
+        self.optimizer = torch.optim.AdamW(self._parameter_groups(), lr=optim.lr, weight_decay=optim.weight_decay)
         steps_per_epoch = math.ceil(len(self.sampler) / optim.accum_grad)
         self.total_steps = optim.max_steps or optim.max_epochs * steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_multiplier(optim, self.total_steps))
@@ -157,6 +156,15 @@ class Trainer:
             "step", "epoch", "lr", "loss", "ctc", "attention", "accuracy", "grad_norm", "utts_per_s", "audio_s_per_s"])
         self.valid_log = CsvLog(self.exp.dir / "valid_log.csv",
                                 ["step", "epoch", "loss", "ctc", "attention", "cer", "wer"])
+
+    def _parameter_groups(self) -> list[dict]:
+        """Trainable parameters grouped by their learning-rate multiplier (optim.lr_scale)."""
+        groups: dict[float, list] = {}
+        for name, parameter in self.model.named_parameters():
+            if parameter.requires_grad:
+                scale = next((s for prefix, s in self.config.optim.lr_scale.items() if name.startswith(prefix)), 1.0)
+                groups.setdefault(scale, []).append(parameter)
+        return [{"params": params, "lr": self.config.optim.lr * scale} for scale, params in groups.items()]
 
     def _autocast(self):
         precision, device = self.config.optim.precision, self.dist.device.type

@@ -137,7 +137,7 @@ class AugmentConfig:
     gain_max_db: float = 6.0
     clip_prob: float = 0.05
     clip_max_fraction: float = 0.02  # at most this share of an utterance's samples is clipped
-    cache_seconds: float = 1800.0  # decoded noise and RIRs kept in memory per process
+    cache_seconds: float = 1800.0  # decoded audio kept in memory per process, for each of noise, RIRs and babble voices
 
     def __post_init__(self) -> None:
         probabilities = {"reverb_prob": self.reverb_prob, "noise_prob": self.noise_prob,

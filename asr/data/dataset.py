@@ -78,10 +78,10 @@ class SpeechDataset(torch.utils.data.Dataset):
             return utt.id, "transcript is empty after text normalisation"
         try:
             waveform = load_audio(utt.audio, self.sample_rate)
+            if self.augmenter is not None:  # babble voices load lazily, so augmentation can meet a bad file too
+                waveform = self.augmenter(waveform, np.random.default_rng([self.seed, self.epoch, index]))
         except AudioError as err:
             return utt.id, str(err)
-        if self.augmenter is not None:
-            waveform = self.augmenter(waveform, np.random.default_rng([self.seed, self.epoch, index]))
         return Example(utt.id, torch.from_numpy(waveform), tokens, ctc_tokens)
 
 

