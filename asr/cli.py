@@ -80,7 +80,44 @@ def run_average(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_train, add_average]
+# --- transcribe ----------------------------------------------------------------------------------
+
+def add_transcribe(sub: argparse._SubParsersAction) -> None:
+    from asr.decoding.options import MODES, DecodingOptions
+
+    default = DecodingOptions()
+    p = sub.add_parser("transcribe", help="transcribe audio files with a trained model",
+                       description="Print one line per file: the file name, a tab, its transcript.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio files (any format soundfile reads)")
+    p.add_argument("--model", default="exp/run/model", help="model folder (default: exp/run/model)")
+    p.add_argument("--decode", choices=MODES, default=default.mode, help=f"search (default {default.mode})")
+    p.add_argument("--beam", type=int, default=default.beam_size, help=f"beam size (default {default.beam_size})")
+    p.add_argument("--ctc-weight", type=float, default=default.ctc_weight,
+                   help=f"CTC weight for joint and rescore (default {default.ctc_weight})")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.set_defaults(handler=run_transcribe)
+
+
+def run_transcribe(args: argparse.Namespace) -> int:
+    from asr.decoding.options import DecodingOptions
+    from asr.errors import AudioError
+    from asr.recognizer import load_model
+
+    options = DecodingOptions(mode=args.decode, beam_size=args.beam, ctc_weight=args.ctc_weight)
+    recognizer = load_model(args.model, args.device)
+    failed = 0
+    for path in args.files:
+        try:
+            result = recognizer.transcribe(path, options)
+        except AudioError as err:  # name the bad file and go on with the others
+            print(f"asr transcribe: error: {type(err).__name__}: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{path}\t{result.text}", flush=True)
+    return 1 if failed else 0
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_train, add_average, add_transcribe]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,159 @@
+"""Decoding a padded batch of utterances into Results: encode, search, align, attention weights."""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from asr.decoding.align import FrameTiming, forced_align, token_frames
+from asr.decoding.beam_search import beam_search, ctc_shares_vocabulary
+from asr.decoding.ctc import best_path_scores, ctc_greedy_search, ctc_prefix_beam_search
+from asr.decoding.hypothesis import Hypothesis
+from asr.decoding.options import DecodingOptions
+from asr.decoding.rescore import attention_rescore
+from asr.decoding.result import Result, Timings, Word
+from asr.decoding.teacher_forcing import max_tokens, teacher_force
+from asr.errors import ConfigError
+from asr.model.asr_model import ASRModel
+from asr.model.encoder import lengths_to_mask
+from asr.tokenizer import Tokenizer
+
+
+@torch.no_grad()
+def decode(
+    model: ASRModel, tokenizer: Tokenizer, waveforms: Tensor, lengths: Tensor, options: DecodingOptions
+) -> list[Result]:
+    """One Result per utterance of waveforms (B, N) with valid samples lengths (B,).
+
+    Each utterance decodes exactly as it would alone: padding changes no encoder frame, and
+    every search keeps its utterances apart. The model must be in eval mode.
+    """
+    if model.training:
+        raise ValueError("decode needs the model in eval mode (model.eval()): dropout would corrupt the search")
+    config = model.config
+    aligns = ctc_shares_vocabulary(config)
+    if not aligns and options.mode != "attention":
+        raise ConfigError(
+            f"decoding mode {options.mode!r} reads decoder tokens off the CTC head, but this model's CTC head has "
+            f"its own vocabulary of {config.ctc_vocab_size} labels (an imported Whisper model?): use mode 'attention'"
+        )
+    start = time.perf_counter()
+    enc = model.encode(waveforms, lengths, need_weights=options.return_attention)
+    log_probs = model.ctc.log_probs(enc.hidden)  # (B, T', V)
+    valid = lengths_to_mask(enc.lengths, log_probs.shape[1])
+    speech = (1 - log_probs[..., config.blank_id].exp()) * valid
+    speech_probs = (speech.sum(1) / enc.lengths).tolist()
+    encoded = time.perf_counter()
+
+    # Utterances under the no-speech gate skip the search and decode to nothing.
+    kept = [b for b, p in enumerate(speech_probs) if p >= options.no_speech_threshold]
+    silent = (log_probs[..., config.blank_id] * valid).sum(1).tolist()  # log P_ctc(nothing)
+    best = [Hypothesis((), score, ctc_score=score) for score in silent]
+    if kept:
+        index = torch.tensor(kept, device=enc.hidden.device)
+        found = search(model, enc.hidden[index], enc.lengths[index], log_probs[index], options)
+        for b, hyp in zip(kept, found):
+            best[b] = hyp
+    searched = time.perf_counter()
+
+    timing = FrameTiming.of(model)
+    log_probs_cpu, frame_counts = log_probs.cpu(), enc.lengths.tolist()
+    durations = [n / config.frontend.sample_rate for n in lengths.tolist()]
+    aligned = [
+        _time_stamps(log_probs_cpu[b, :n], list(hyp.tokens), tokenizer, timing, durations[b], config.blank_id)
+        if aligns else ([], [], [])
+        for b, (hyp, n) in enumerate(zip(best, frame_counts))
+    ]
+    align_done = time.perf_counter()
+
+    cross: list[Optional[Tensor]] = [None] * len(frame_counts)
+    encoder_attention: list[Optional[Tensor]] = [None] * len(frame_counts)
+    if options.return_attention:
+        cross = _cross_attention(model, enc.hidden, enc.lengths, [hyp.tokens for hyp in best])
+        batch, frames = log_probs.shape[:2]
+        stacked = (  # (B, layers, heads, T', T'); an encoder may have no self-attention layers
+            torch.stack(enc.self_attention, dim=1).float().cpu() if enc.self_attention
+            else torch.zeros(batch, 0, config.encoder.num_heads, frames, frames)
+        )
+        encoder_attention = [stacked[b, :, :, :n, :n] for b, n in enumerate(frame_counts)]
+    finished = time.perf_counter()
+
+    timings = Timings(encoded - start, searched - encoded, align_done - searched, finished - align_done)
+    results = []
+    for b, hyp in enumerate(best):
+        token_times, words, alignment = aligned[b]
+        results.append(Result(
+            text=tokenizer.decode(hyp.tokens),
+            tokens=list(hyp.tokens),
+            pieces=[tokenizer.piece(t) for t in hyp.tokens],
+            score=hyp.score,
+            token_times=token_times,
+            words=words,
+            alignment=alignment,
+            frame_timing=timing,
+            duration=durations[b],
+            speech_prob=speech_probs[b],
+            timings=timings,
+            cross_attention=cross[b],
+            encoder_attention=encoder_attention[b],
+        ))
+    return results
+
+
+def search(
+    model: ASRModel, memory: Tensor, memory_lengths: Tensor, log_probs: Tensor, options: DecodingOptions
+) -> list[Hypothesis]:
+    """The best hypothesis per utterance under options.mode. memory (B, T', d), log_probs (B, T', V)."""
+    config = model.config
+    if options.mode == "ctc_greedy":
+        sequences = ctc_greedy_search(log_probs, memory_lengths, config.blank_id)
+        scores = best_path_scores(log_probs, memory_lengths)
+        return [Hypothesis(tuple(s), score, ctc_score=score) for s, score in zip(sequences, scores)]
+    if options.mode in ("ctc_beam", "rescore"):
+        nbest = ctc_prefix_beam_search(log_probs, memory_lengths, options.beam_size, config.blank_id, config.eos_id)
+        if options.mode == "rescore":
+            nbest = attention_rescore(model, memory, memory_lengths, nbest, options.ctc_weight, options.length_penalty)
+        return [hyps[0] for hyps in nbest]
+    nbest = beam_search(
+        model, memory, memory_lengths, options.beam_size,
+        ctc_log_probs=log_probs if options.mode == "joint" else None,
+        ctc_weight=options.ctc_weight if options.mode == "joint" else 0.0,
+        length_penalty=options.length_penalty,
+        max_length_ratio=options.max_length_ratio,
+    )
+    return [hyps[0] for hyps in nbest]
+
+
+def _time_stamps(
+    log_probs: Tensor, tokens: list[int], tokenizer: Tokenizer, timing: FrameTiming, duration: float, blank_id: int
+) -> tuple[list[tuple[float, float]], list[Word], list[int]]:
+    """Token times, word times and the frame alignment of one utterance; log_probs (T', V)."""
+    alignment = forced_align(log_probs, tokens, blank_id)
+    if alignment is None:
+        return [], [], []
+    spans = token_frames(alignment, len(tokens))
+    token_times = [timing.span(first, last, duration) for first, last in spans]
+    confidence = [float(log_probs[first : last + 1, token].exp().mean()) for (first, last), token in zip(spans, tokens)]
+    words = [
+        Word(word, token_times[positions[0]][0], token_times[positions[-1]][1],
+             sum(confidence[p] for p in positions) / len(positions))
+        for word, positions in tokenizer.words(tokens)
+    ]
+    return token_times, words, alignment
+
+
+def _cross_attention(
+    model: ASRModel, memory: Tensor, memory_lengths: Tensor, sequences: list[tuple[int, ...]]
+) -> list[Optional[Tensor]]:
+    """(layers, heads, len(tokens), frames) per utterance, from one teacher-forced pass with weights."""
+    limit = max_tokens(model)
+    fits = [b for b, seq in enumerate(sequences) if len(seq) <= limit]
+    out: list[Optional[Tensor]] = [None] * len(sequences)
+    if fits:
+        forced = teacher_force(model, memory, memory_lengths, fits, [sequences[b] for b in fits], need_weights=True)
+        for b, weights in zip(fits, forced.cross_attention):
+            out[b] = weights[:, :, : len(sequences[b])].cpu()  # the <eos> row predicts no token
+    return out

@@ -1,0 +1,50 @@
+"""How to decode: one frozen set of options, checked when it is made."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from asr.errors import ConfigError
+
+# Search modes, fastest first, with the score each one ranks by (Result.score; w = ctc_weight,
+# "+ lp" = length_penalty per token).
+MODES = (
+    "ctc_greedy",  # best CTC label per frame, repeats merged, blanks dropped; log P of that one path
+    "ctc_beam",  # CTC prefix beam search (frame-synchronous); log P_ctc(y) over the alignments kept
+    "attention",  # attention-decoder beam search with the key/value cache; log P_att(y <eos>) + lp
+    "joint",  # one-pass joint beam search with a CTC prefix scorer (ESPnet); (1-w) att + w ctc + lp
+    "rescore",  # CTC prefix beam search, n-best rescored by the attention decoder (WeNet); same score
+)
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    mode: str = "joint"
+    beam_size: int = 10
+    # Weight of the CTC score against the attention score in "joint" and "rescore":
+    # score = ctc_weight * ctc + (1 - ctc_weight) * attention.
+    ctc_weight: float = 0.3
+    # Added to a hypothesis score per output token ("attention", "joint", "rescore");
+    # positive values favour longer outputs, counteracting the decoder's bias to stop early.
+    length_penalty: float = 0.0
+    # Longest output, in tokens per encoder frame ("attention" and "joint"); the decoder's
+    # position table caps it too.
+    max_length_ratio: float = 1.0
+    # If the mean over frames of the CTC non-blank posterior, 1 - P(blank), is below this,
+    # the utterance is taken to hold no speech and decodes to nothing without any search.
+    # Speech runs at about 0.05-0.5; 0 turns the gate off.
+    no_speech_threshold: float = 0.0
+    # Return the cross-attention of the chosen hypothesis and the encoder self-attention.
+    return_attention: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown decoding mode {self.mode!r}; choose from {', '.join(MODES)}")
+        if self.beam_size < 1:
+            raise ConfigError(f"beam_size must be at least 1, got {self.beam_size}")
+        if not 0.0 <= self.ctc_weight <= 1.0:
+            raise ConfigError(f"ctc_weight must lie in [0, 1], got {self.ctc_weight}")
+        if self.max_length_ratio <= 0:
+            raise ConfigError(f"max_length_ratio must be positive, got {self.max_length_ratio}")
+        if not 0.0 <= self.no_speech_threshold <= 1.0:
+            raise ConfigError(f"no_speech_threshold must lie in [0, 1], got {self.no_speech_threshold}")

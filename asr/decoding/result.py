@@ -1,0 +1,53 @@
+"""What decoding returns for one utterance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+from torch import Tensor
+
+from asr.decoding.align import FrameTiming
+
+
+class Word(NamedTuple):
+    word: str
+    start: float  # seconds from the start of the audio
+    end: float
+    confidence: float  # mean over its tokens of their CTC posterior on the frames aligned to them
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds spent on each stage, for the whole batch the utterance was decoded in."""
+
+    encode: float  # features, encoder and CTC posteriors
+    search: float
+    align: float  # CTC forced alignment, time stamps
+    attention: float  # the teacher-forced pass for attention weights (0 unless asked for)
+
+    @property
+    def total(self) -> float:
+        return self.encode + self.search + self.align + self.attention
+
+
+@dataclass
+class Result:
+    text: str
+    tokens: list[int]
+    pieces: list[str]  # tokens as written in the vocabulary (word starts or spaces as ▁)
+    score: float  # the search's score of the chosen hypothesis (log domain; see DecodingOptions.mode)
+    # From the CTC forced alignment (Viterbi) of `tokens`. All three are empty when the tokens do
+    # not fit in the frames (only possible in "attention" mode), or when the model's CTC head has
+    # a vocabulary of its own (imported Whisper models).
+    token_times: list[tuple[float, float]]  # (start, end) seconds per token
+    words: list[Word]
+    alignment: list[int]  # per encoder frame, the position in `tokens` it emits, or -1 for a blank
+    frame_timing: FrameTiming  # where encoder frames (alignment, attention columns) lie in time
+    duration: float  # seconds of audio
+    speech_prob: float  # mean over frames of the CTC non-blank posterior (the no-speech gate's measure)
+    timings: Timings
+    # On request (DecodingOptions.return_attention). Row i of cross_attention is the decoder step
+    # that predicted tokens[i]; None if the hypothesis is longer than the decoder's position table.
+    cross_attention: Optional[Tensor] = None  # (layers, heads, len(tokens), frames), rows sum to 1
+    encoder_attention: Optional[Tensor] = None  # (layers, heads, frames, frames), rows sum to 1

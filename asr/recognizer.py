@@ -1,0 +1,93 @@
+"""The user-facing recognizer: a model folder in, transcripts with time stamps out."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from asr.audio import load_audio, prepare_waveform
+from asr.checkpoint import load_model_dir
+from asr.decoding.decode import decode
+from asr.decoding.options import DecodingOptions
+from asr.decoding.result import Result
+from asr.errors import CheckpointError, ConfigError
+from asr.model.asr_model import ASRModel
+from asr.tokenizer import Tokenizer
+
+# A path to any audio file soundfile reads, or samples (1-D, or frames x channels) at the model's rate.
+Audio = Union[str, Path, np.ndarray, torch.Tensor]
+
+
+class Recognizer:
+    def __init__(self, model: ASRModel, tokenizer: Tokenizer, meta: Optional[dict] = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.meta = meta or {}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def sample_rate(self) -> int:
+        return self.model.config.frontend.sample_rate
+
+    def transcribe(self, audio: Audio, options: Optional[DecodingOptions] = None, **overrides) -> Result:
+        """Decodes one recording; `overrides` replace fields of `options`, e.g. mode="ctc_greedy"."""
+        return self.transcribe_batch([audio], options, **overrides)[0]
+
+    def transcribe_batch(
+        self, audios: Sequence[Audio], options: Optional[DecodingOptions] = None, batch_size: int = 8, **overrides
+    ) -> list[Result]:
+        """Decodes recordings `batch_size` at a time (similar lengths together); results in input order.
+
+        Raises AudioError naming the first input that cannot be read.
+        """
+        options = _with_overrides(options or DecodingOptions(), overrides)
+        waveforms = [self._load(audio) for audio in audios]
+        order = sorted(range(len(waveforms)), key=lambda i: len(waveforms[i]), reverse=True)
+        results: list[Optional[Result]] = [None] * len(waveforms)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            lengths = torch.tensor([len(waveforms[i]) for i in chunk])
+            batch = torch.zeros(len(chunk), int(lengths.max()))
+            for row, i in enumerate(chunk):
+                batch[row, : len(waveforms[i])] = torch.from_numpy(waveforms[i])
+            decoded = decode(self.model, self.tokenizer, batch.to(self.device), lengths.to(self.device), options)
+            for i, result in zip(chunk, decoded):
+                results[i] = result
+        return results  # type: ignore[return-value]  # every slot is filled above
+
+    def _load(self, audio: Audio) -> np.ndarray:
+        if isinstance(audio, (str, Path)):
+            samples = load_audio(audio, self.sample_rate)
+        else:
+            if isinstance(audio, torch.Tensor):
+                audio = audio.detach().cpu().numpy()
+            samples = prepare_waveform(audio, self.sample_rate, self.sample_rate)
+        # Clips shorter than one encoder frame's receptive field are padded with silence.
+        frontend = self.model.config.frontend
+        shortest = (self.model.encoder.subsampling.min_input_frames() - 1) * frontend.hop_length + frontend.win_length
+        return np.pad(samples, (0, max(0, shortest - len(samples))))
+
+
+def _with_overrides(options: DecodingOptions, overrides: dict) -> DecodingOptions:
+    known = {f.name for f in dataclasses.fields(DecodingOptions)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"unknown decoding options {unknown}; known: {sorted(known)}")
+    return dataclasses.replace(options, **overrides)
+
+
+def load_model(name_or_path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> Recognizer:
+    """A Recognizer for a model folder (as written by `asr train` or `asr average`)."""
+    path = Path(name_or_path)
+    if not path.exists():
+        raise CheckpointError(f"unknown model {str(name_or_path)!r}: no such model folder "
+                              "(no named models are published yet)")
+    model, tokenizer, meta = load_model_dir(path, device)
+    return Recognizer(model, tokenizer, meta)
