@@ -48,15 +48,25 @@ CTC_TOKENIZER_DIR = "ctc"
 
 
 def save_model(model: ASRModel, tokenizer: Tokenizer, directory: str | Path, info: Optional[dict] = None,
-               ctc_tokenizer: Optional[Tokenizer] = None) -> Path:
-    """Writes a self-contained model folder: weights, config, tokenizer(s), CMVN (in the weights).
+               ctc_tokenizer: Optional[Tokenizer] = None, decoding: Optional[dict] = None,
+               base: Optional[str] = None, half: bool = False) -> Path:
+    """Writes a model folder: weights, config, tokenizer(s), CMVN (in the weights).
 
-    `ctc_tokenizer` is stored (in ctc/) when the CTC head has its own vocabulary."""
+    `ctc_tokenizer` is stored (in ctc/) when the CTC head has its own vocabulary; `decoding` holds
+    the DecodingOptions fields the model is best used with. With `base` (a Whisper name or path
+    that asr.importers.whisper imports), only the weights that differ from the base model are
+    written, which keeps a fine-tuned Whisper small; `half` stores them as float16.
+    """
     directory = Path(directory)
     staging = directory.with_name(f".{directory.name}.staging{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if base is not None:
+        base_state = _base_state(base)
+        state = {k: v for k, v in state.items() if k not in base_state or not torch.equal(v, base_state[k])}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     weights = safetensors.torch.save(state)
     (staging / WEIGHTS_FILE).write_bytes(weights)
     meta = {
@@ -65,7 +75,10 @@ def save_model(model: ASRModel, tokenizer: Tokenizer, directory: str | Path, inf
         "tokenizer": tokenizer.save(staging),
         "weights_sha256": sha256_of(weights),
         "info": info or {},
+        "decoding": decoding or {},
     }
+    if base is not None:
+        meta["base"] = base
     if ctc_tokenizer is not None:
         (staging / CTC_TOKENIZER_DIR).mkdir()
         meta["ctc_tokenizer"] = ctc_tokenizer.save(staging / CTC_TOKENIZER_DIR)
@@ -99,11 +112,20 @@ def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") ->
     except Exception as err:  # safetensors raises its own error types for malformed headers
         raise CheckpointError(f"{weights_path}: unreadable weights ({err})") from None
     model = ASRModel(config)
+    if "base" in meta:  # weights that differ from a base model, the rest taken from it
+        state = {**_base_state(meta["base"]), **state}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         raise CheckpointError(f"{weights_path}: weights do not fit the config ({err})") from None
     return model.to(device).eval(), tokenizer, meta
+
+
+def _base_state(base: str) -> dict[str, torch.Tensor]:
+    from asr.importers.whisper import import_whisper  # only models built on Whisper need it
+
+    return import_whisper(base)[0].state_dict()
 
 
 def load_ctc_tokenizer(directory: str | Path, meta: dict, tokenizer: Tokenizer) -> Tokenizer:

@@ -78,6 +78,8 @@ class ModelConfig:
     # Size of the CTC vocabulary when it differs from the decoder's (a character CTC head on a BPE
     # decoder, as for imported Whisper models); 0 means the same vocabulary.
     ctc_vocab_size: int = 0
+    # Decoder tokens never to output (Whisper's non-speech symbols, from its generation config).
+    suppress_ids: list[int] = field(default_factory=list)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from asr.audio import load_audio, prepare_waveform
-from asr.checkpoint import load_model_dir
+from asr.checkpoint import load_ctc_tokenizer, load_model_dir
 from asr.decoding.decode import decode
 from asr.decoding.options import DecodingOptions
 from asr.decoding.result import Result
@@ -18,15 +18,28 @@ from asr.errors import CheckpointError, ConfigError
 from asr.model.asr_model import ASRModel
 from asr.tokenizer import Tokenizer
 
+# Models that ship inside the package, by name.
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+BUNDLED_MODELS = {path.name: path for path in sorted(MODELS_DIR.glob("*")) if (path / "model.yaml").is_file()}
+DEFAULT_MODEL = "whisper-tiny-ctc"
+
 # A path to any audio file soundfile reads, or samples (1-D, or frames x channels) at the model's rate.
 Audio = Union[str, Path, np.ndarray, torch.Tensor]
 
 
 class Recognizer:
-    def __init__(self, model: ASRModel, tokenizer: Tokenizer, meta: Optional[dict] = None):
+    """A model with its tokenizer(s) and its recommended decoding options (model.yaml's `decoding`)."""
+
+    def __init__(self, model: ASRModel, tokenizer: Tokenizer, meta: Optional[dict] = None,
+                 ctc_tokenizer: Optional[Tokenizer] = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
+        self.ctc_tokenizer = ctc_tokenizer
         self.meta = meta or {}
+        try:
+            self.default_options = DecodingOptions(**self.meta.get("decoding", {}))
+        except TypeError as err:
+            raise CheckpointError(f"invalid decoding settings in the model description: {err}") from None
 
     @property
     def device(self) -> torch.device:
@@ -47,7 +60,7 @@ class Recognizer:
 
         Raises AudioError naming the first input that cannot be read.
         """
-        options = _with_overrides(options or DecodingOptions(), overrides)
+        options = _with_overrides(options or self.default_options, overrides)
         waveforms = [self._load(audio) for audio in audios]
         order = sorted(range(len(waveforms)), key=lambda i: len(waveforms[i]), reverse=True)
         results: list[Optional[Result]] = [None] * len(waveforms)
@@ -57,7 +70,8 @@ class Recognizer:
             batch = torch.zeros(len(chunk), int(lengths.max()))
             for row, i in enumerate(chunk):
                 batch[row, : len(waveforms[i])] = torch.from_numpy(waveforms[i])
-            decoded = decode(self.model, self.tokenizer, batch.to(self.device), lengths.to(self.device), options)
+            decoded = decode(self.model, self.tokenizer, batch.to(self.device), lengths.to(self.device), options,
+                             self.ctc_tokenizer)
             for i, result in zip(chunk, decoded):
                 results[i] = result
         return results  # type: ignore[return-value]  # every slot is filled above
@@ -83,11 +97,13 @@ def _with_overrides(options: DecodingOptions, overrides: dict) -> DecodingOption
     return dataclasses.replace(options, **overrides)
 
 
-def load_model(name_or_path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> Recognizer:
-    """A Recognizer for a model folder (as written by `asr train` or `asr average`)."""
-    path = Path(name_or_path)
+def load_model(name_or_path: Union[str, Path] = DEFAULT_MODEL, device: Union[str, torch.device] = "cpu") -> Recognizer:
+    """A Recognizer for a bundled model name (see `BUNDLED_MODELS`) or a model folder (as written
+    by `asr train` or `asr average`)."""
+    path = BUNDLED_MODELS.get(str(name_or_path), Path(name_or_path))
     if not path.exists():
-        raise CheckpointError(f"unknown model {str(name_or_path)!r}: no such model folder "
-                              "(no named models are published yet)")
+        names = ", ".join(sorted(BUNDLED_MODELS))
+        raise CheckpointError(f"unknown model {str(name_or_path)!r}: neither a model folder nor a bundled model ({names})")
     model, tokenizer, meta = load_model_dir(path, device)
-    return Recognizer(model, tokenizer, meta)
+    ctc_tokenizer = load_ctc_tokenizer(path, meta, tokenizer)
+    return Recognizer(model, tokenizer, meta, None if ctc_tokenizer is tokenizer else ctc_tokenizer)

@@ -57,8 +57,9 @@ class _Step:
 
 def never_emitted(config: ModelConfig) -> list[int]:
     """Decoder tokens that are never outputs: <sos>, and ids after <eos> (special tokens, as in
-    Whisper's vocabulary), and the CTC blank when CTC and decoder share one vocabulary."""
-    never = {config.sos_id, *range(config.eos_id + 1, config.vocab_size)} - {config.eos_id}
+    Whisper's vocabulary), the model's suppressed tokens, and the CTC blank when CTC and decoder
+    share one vocabulary."""
+    never = {config.sos_id, *range(config.eos_id + 1, config.vocab_size), *config.suppress_ids} - {config.eos_id}
     if ctc_shares_vocabulary(config):
         never.add(config.blank_id)
     return sorted(never)
@@ -79,11 +80,13 @@ def beam_search(
     ctc_weight: float = 0.0,
     length_penalty: float = 0.0,
     max_length_ratio: float = 1.0,
+    ctc_lengths: Optional[Tensor] = None,
 ) -> list[list[Hypothesis]]:
     """Finished hypotheses of each utterance, best first.
 
     memory: (B, T', d) encoder output; memory_lengths: (B,) valid frames. With ctc_log_probs
-    (B, T', V) the search is joint and always runs the prefix scorer, whatever ctc_weight.
+    (B, T', V) the search is joint and always runs the prefix scorer, whatever ctc_weight; CTC
+    reads `ctc_lengths` frames (default memory_lengths: they differ when the input is padded).
     A hypothesis finishes when <eos> ranks among the beam; an utterance stops when no running
     hypothesis can still beat the best finished one, or at max_length_ratio * T' tokens (its
     running hypotheses then count as finished, without <eos>).
@@ -109,7 +112,7 @@ def beam_search(
     if ctc_log_probs is None:
         width = beam + 1  # <eos> and the `beam` best other tokens: enough survivors for any row
     else:
-        scorer = CTCPrefixScorer(ctc_log_probs, memory_lengths, config.blank_id, eos)
+        scorer = CTCPrefixScorer(ctc_log_probs, memory_lengths if ctc_lengths is None else ctc_lengths, config.blank_id, eos)
         prefix_state = scorer.initial_state(rows // beam)
         # With no attention weight, the decoder cannot pre-select: every token is scored.
         width = config.vocab_size if ctc_weight == 1.0 else max(beam + 1, math.ceil(PRE_BEAM_RATIO * beam))

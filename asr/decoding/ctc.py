@@ -89,3 +89,24 @@ def _prefix_beam_search_one(
         ranked = sorted((prefix for prefix in grown if totals[prefix] > NEG_INF), key=totals.__getitem__, reverse=True)
         beams = {prefix: (grown[prefix][0], grown[prefix][1]) for prefix in ranked[:beam_size]}
     return [Hypothesis(prefix, _logadd(*p), ctc_score=_logadd(*p)) for prefix, p in beams.items()]
+
+
+def sequence_log_likelihoods(
+    log_probs: Tensor, lengths: Tensor, utterance: list[int], sequences: list[list[int]], blank_id: int = 0
+) -> list[float]:
+    """log P_ctc(sequences[r] | utterance[r]), summed over all alignments (the CTC forward algorithm).
+
+    log_probs: (B, T, V). -inf where a sequence cannot fit in its utterance's frames.
+    """
+    if not sequences:
+        return []
+    index = torch.tensor(utterance, dtype=torch.long, device=log_probs.device)
+    target_lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    targets = torch.zeros(len(sequences), max(1, int(target_lengths.max())), dtype=torch.long)
+    for r, seq in enumerate(sequences):
+        targets[r, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    losses = torch.nn.functional.ctc_loss(
+        log_probs[index].float().transpose(0, 1), targets.to(log_probs.device), lengths[index],
+        target_lengths.to(log_probs.device), blank=blank_id, reduction="none", zero_infinity=False,
+    )
+    return [-float(x) for x in losses]

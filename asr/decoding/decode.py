@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -12,8 +13,8 @@ from asr.decoding.align import FrameTiming, forced_align, token_frames
 from asr.decoding.beam_search import beam_search, ctc_shares_vocabulary
 from asr.decoding.ctc import best_path_scores, ctc_greedy_search, ctc_prefix_beam_search
 from asr.decoding.hypothesis import Hypothesis
-from asr.decoding.options import DecodingOptions
-from asr.decoding.rescore import attention_rescore
+from asr.decoding.options import CTC_MODES, DecodingOptions
+from asr.decoding.rescore import attention_rescore, cross_vocabulary_rescore
 from asr.decoding.result import Result, Timings, Word
 from asr.decoding.teacher_forcing import max_tokens, teacher_force
 from asr.errors import ConfigError
@@ -22,30 +23,43 @@ from asr.model.encoder import lengths_to_mask
 from asr.tokenizer import Tokenizer
 
 
+@dataclass
+class Vocabularies:
+    """The decoder's tokenizer and the CTC head's (the same one unless the model pairs, say, a
+    character CTC head with a BPE decoder, as fine-tuned Whisper models do)."""
+
+    decoder: Tokenizer
+    ctc: Tokenizer
+
+    @property
+    def shared(self) -> bool:
+        return self.ctc is self.decoder
+
+
 @torch.no_grad()
 def decode(
-    model: ASRModel, tokenizer: Tokenizer, waveforms: Tensor, lengths: Tensor, options: DecodingOptions
+    model: ASRModel, tokenizer: Tokenizer, waveforms: Tensor, lengths: Tensor, options: DecodingOptions,
+    ctc_tokenizer: Optional[Tokenizer] = None,
 ) -> list[Result]:
     """One Result per utterance of waveforms (B, N) with valid samples lengths (B,).
 
     Each utterance decodes exactly as it would alone: padding changes no encoder frame, and
-    every search keeps its utterances apart. The model must be in eval mode.
+    every search keeps its utterances apart. The model must be in eval mode. `ctc_tokenizer` is
+    needed when the CTC head has its own vocabulary; then "joint" is unavailable, "rescore" ranks
+    both n-best lists by both models, and time stamps come from aligning the transcript's CTC labels.
     """
     if model.training:
         raise ValueError("decode needs the model in eval mode (model.eval()): dropout would corrupt the search")
     config = model.config
-    aligns = ctc_shares_vocabulary(config)
-    if not aligns and options.mode != "attention":
-        raise ConfigError(
-            f"decoding mode {options.mode!r} reads decoder tokens off the CTC head, but this model's CTC head has "
-            f"its own vocabulary of {config.ctc_vocab_size} labels (an imported Whisper model?): use mode 'attention'"
-        )
+    vocab = _vocabularies(config, tokenizer, ctc_tokenizer, options)
     start = time.perf_counter()
-    enc = model.encode(waveforms, lengths, need_weights=options.return_attention)
+    enc = model.encode(waveforms, lengths, need_weights=options.return_attention, pad_to_frames=options.pad_to_frames)
     log_probs = model.ctc.log_probs(enc.hidden)  # (B, T', V)
-    valid = lengths_to_mask(enc.lengths, log_probs.shape[1])
+    # CTC reads the frames that hold audio: fewer than the encoder's when the input was padded.
+    ctc_lengths = torch.minimum(enc.lengths, model.encoded_frames(lengths))
+    valid = lengths_to_mask(ctc_lengths, log_probs.shape[1])
     speech = (1 - log_probs[..., config.blank_id].exp()) * valid
-    speech_probs = (speech.sum(1) / enc.lengths).tolist()
+    speech_probs = (speech.sum(1) / ctc_lengths).tolist()
     encoded = time.perf_counter()
 
     # Utterances under the no-speech gate skip the search and decode to nothing.
@@ -54,25 +68,32 @@ def decode(
     best = [Hypothesis((), score, ctc_score=score) for score in silent]
     if kept:
         index = torch.tensor(kept, device=enc.hidden.device)
-        found = search(model, enc.hidden[index], enc.lengths[index], log_probs[index], options)
+        found = search(model, enc.hidden[index], enc.lengths[index], log_probs[index], options, vocab,
+                       ctc_lengths[index])
         for b, hyp in zip(kept, found):
             best[b] = hyp
     searched = time.perf_counter()
 
+    # What each hypothesis is in either vocabulary: text, CTC labels to align, decoder tokens.
+    in_ctc_labels = vocab.shared or options.mode in CTC_MODES
+    searched_tokenizer = vocab.ctc if in_ctc_labels else vocab.decoder
+    texts = [searched_tokenizer.decode(hyp.tokens) for hyp in best]
+    labels = [list(h.tokens) if in_ctc_labels else vocab.ctc.encode(t) for h, t in zip(best, texts)]
+    decoder_tokens = [h.tokens if not in_ctc_labels or vocab.shared else None for h in best]
+
     timing = FrameTiming.of(model)
-    log_probs_cpu, frame_counts = log_probs.cpu(), enc.lengths.tolist()
+    log_probs_cpu, frame_counts = log_probs.cpu(), ctc_lengths.tolist()
     durations = [n / config.frontend.sample_rate for n in lengths.tolist()]
     aligned = [
-        _time_stamps(log_probs_cpu[b, :n], list(hyp.tokens), tokenizer, timing, durations[b], config.blank_id)
-        if aligns else ([], [], [])
-        for b, (hyp, n) in enumerate(zip(best, frame_counts))
+        _time_stamps(log_probs_cpu[b, :n], labels[b], vocab.ctc, timing, durations[b], config.blank_id)
+        for b, n in enumerate(frame_counts)
     ]
     align_done = time.perf_counter()
 
     cross: list[Optional[Tensor]] = [None] * len(frame_counts)
     encoder_attention: list[Optional[Tensor]] = [None] * len(frame_counts)
     if options.return_attention:
-        cross = _cross_attention(model, enc.hidden, enc.lengths, [hyp.tokens for hyp in best])
+        cross = _cross_attention(model, enc.hidden, enc.lengths, decoder_tokens)
         batch, frames = log_probs.shape[:2]
         stacked = (  # (B, layers, heads, T', T'); an encoder may have no self-attention layers
             torch.stack(enc.self_attention, dim=1).float().cpu() if enc.self_attention
@@ -86,9 +107,9 @@ def decode(
     for b, hyp in enumerate(best):
         token_times, words, alignment = aligned[b]
         results.append(Result(
-            text=tokenizer.decode(hyp.tokens),
+            text=texts[b],
             tokens=list(hyp.tokens),
-            pieces=[tokenizer.piece(t) for t in hyp.tokens],
+            pieces=[searched_tokenizer.piece(t) for t in hyp.tokens],
             score=hyp.score,
             token_times=token_times,
             words=words,
@@ -103,17 +124,44 @@ def decode(
     return results
 
 
+def _vocabularies(config, tokenizer: Tokenizer, ctc_tokenizer: Optional[Tokenizer],
+                  options: DecodingOptions) -> Vocabularies:
+    if ctc_shares_vocabulary(config):
+        return Vocabularies(tokenizer, tokenizer)
+    if ctc_tokenizer is None and options.mode != "attention":
+        raise ConfigError(
+            f"decoding mode {options.mode!r} needs the tokenizer of this model's CTC head, which has its own "
+            f"vocabulary of {config.ctc_vocab_size} labels (an imported Whisper model?): use mode 'attention'"
+        )
+    if options.mode == "joint":
+        raise ConfigError("one-pass joint decoding needs CTC and decoder to share a vocabulary; this model's "
+                          "do not: use 'rescore' (both n-best lists ranked by both models) instead")
+    return Vocabularies(tokenizer, ctc_tokenizer or tokenizer)
+
+
 def search(
-    model: ASRModel, memory: Tensor, memory_lengths: Tensor, log_probs: Tensor, options: DecodingOptions
+    model: ASRModel, memory: Tensor, memory_lengths: Tensor, log_probs: Tensor, options: DecodingOptions,
+    vocab: Vocabularies, ctc_lengths: Tensor,
 ) -> list[Hypothesis]:
-    """The best hypothesis per utterance under options.mode. memory (B, T', d), log_probs (B, T', V)."""
+    """The best hypothesis per utterance under options.mode. memory (B, T', d), log_probs (B, T', V);
+    the decoder attends to memory_lengths frames, CTC reads ctc_lengths (fewer when padded).
+
+    Hypotheses hold CTC labels in the CTC modes, decoder tokens in the others."""
     config = model.config
+    ctc_eos = config.eos_id if vocab.shared else vocab.ctc.eos_id
+    if not vocab.shared and options.mode == "rescore":
+        ctc_nbest = ctc_prefix_beam_search(log_probs, ctc_lengths, options.beam_size, config.blank_id, ctc_eos)
+        attention_nbest = beam_search(model, memory, memory_lengths, options.beam_size,
+                                      length_penalty=options.length_penalty, max_length_ratio=options.max_length_ratio)
+        return cross_vocabulary_rescore(model, memory, memory_lengths, log_probs, ctc_nbest, attention_nbest,
+                                        vocab.decoder, vocab.ctc, options.ctc_weight, options.length_penalty,
+                                        ctc_lengths)
     if options.mode == "ctc_greedy":
-        sequences = ctc_greedy_search(log_probs, memory_lengths, config.blank_id)
-        scores = best_path_scores(log_probs, memory_lengths)
+        sequences = ctc_greedy_search(log_probs, ctc_lengths, config.blank_id)
+        scores = best_path_scores(log_probs, ctc_lengths)
         return [Hypothesis(tuple(s), score, ctc_score=score) for s, score in zip(sequences, scores)]
     if options.mode in ("ctc_beam", "rescore"):
-        nbest = ctc_prefix_beam_search(log_probs, memory_lengths, options.beam_size, config.blank_id, config.eos_id)
+        nbest = ctc_prefix_beam_search(log_probs, ctc_lengths, options.beam_size, config.blank_id, ctc_eos)
         if options.mode == "rescore":
             nbest = attention_rescore(model, memory, memory_lengths, nbest, options.ctc_weight, options.length_penalty)
         return [hyps[0] for hyps in nbest]
@@ -123,6 +171,7 @@ def search(
         ctc_weight=options.ctc_weight if options.mode == "joint" else 0.0,
         length_penalty=options.length_penalty,
         max_length_ratio=options.max_length_ratio,
+        ctc_lengths=ctc_lengths,
     )
     return [hyps[0] for hyps in nbest]
 
@@ -146,11 +195,12 @@ def _time_stamps(
 
 
 def _cross_attention(
-    model: ASRModel, memory: Tensor, memory_lengths: Tensor, sequences: list[tuple[int, ...]]
+    model: ASRModel, memory: Tensor, memory_lengths: Tensor, sequences: list[Optional[tuple[int, ...]]]
 ) -> list[Optional[Tensor]]:
-    """(layers, heads, len(tokens), frames) per utterance, from one teacher-forced pass with weights."""
+    """(layers, heads, len(tokens), frames) per utterance, from one teacher-forced pass with weights;
+    None for an utterance without decoder tokens (a CTC mode with a CTC vocabulary of its own)."""
     limit = max_tokens(model)
-    fits = [b for b, seq in enumerate(sequences) if len(seq) <= limit]
+    fits = [b for b, seq in enumerate(sequences) if seq is not None and len(seq) <= limit]
     out: list[Optional[Tensor]] = [None] * len(sequences)
     if fits:
         forced = teacher_force(model, memory, memory_lengths, fits, [sequences[b] for b in fits], need_weights=True)

@@ -15,6 +15,7 @@ MODES = (
     "joint",  # one-pass joint beam search with a CTC prefix scorer (ESPnet); (1-w) att + w ctc + lp
     "rescore",  # CTC prefix beam search, n-best rescored by the attention decoder (WeNet); same score
 )
+CTC_MODES = ("ctc_greedy", "ctc_beam")  # the modes that search CTC labels only
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,10 @@ class DecodingOptions:
     no_speech_threshold: float = 0.0
     # Return the cross-attention of the chosen hypothesis and the encoder self-attention.
     return_attention: bool = False
+    # Pad the features with silence to this many frames and let the encoder attend to it, as
+    # Whisper does (3000 frames = 30 s). 0 encodes the real length only, which is much faster; an
+    # imported Whisper model needs the padding for "attention" decoding until it is fine-tuned.
+    pad_to_frames: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -46,5 +51,7 @@ class DecodingOptions:
             raise ConfigError(f"ctc_weight must lie in [0, 1], got {self.ctc_weight}")
         if self.max_length_ratio <= 0:
             raise ConfigError(f"max_length_ratio must be positive, got {self.max_length_ratio}")
+        if self.pad_to_frames < 0:
+            raise ConfigError(f"pad_to_frames must be 0 or more, got {self.pad_to_frames}")
         if not 0.0 <= self.no_speech_threshold <= 1.0:
             raise ConfigError(f"no_speech_threshold must lie in [0, 1], got {self.no_speech_threshold}")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from torch import Tensor
 
+from asr.decoding.ctc import sequence_log_likelihoods
 from asr.decoding.hypothesis import Hypothesis, combine_scores
 from asr.decoding.teacher_forcing import max_tokens, teacher_force
 from asr.model.asr_model import ASRModel
+from asr.tokenizer import Tokenizer
 
 
 def attention_rescore(
@@ -37,3 +41,52 @@ def attention_rescore(
         sorted(new, key=lambda h: h.score, reverse=True) if new else old
         for new, old in zip(rescored, nbest)
     ]
+
+
+def cross_vocabulary_rescore(
+    model: ASRModel,
+    memory: Tensor,
+    memory_lengths: Tensor,
+    ctc_log_probs: Tensor,
+    ctc_nbest: list[list[Hypothesis]],
+    attention_nbest: list[list[Hypothesis]],
+    tokenizer: Tokenizer,
+    ctc_tokenizer: Tokenizer,
+    ctc_weight: float,
+    length_penalty: float = 0.0,
+    ctc_lengths: Optional[Tensor] = None,
+) -> list[Hypothesis]:
+    """The best of both n-best lists when CTC and decoder have different vocabularies.
+
+    Candidates are the CTC prefix-beam n-best (character labels) and the attention beam n-best
+    (decoder tokens); each is written in the other vocabulary through its text and scored by both
+    models, ctc_weight * log P_ctc + (1 - ctc_weight) * log P_att + length_penalty * |tokens|.
+    The attention decoder makes good candidates, and CTC, which must account for every frame,
+    rules out the decoder's loops and inventions. Returned hypotheses hold decoder tokens.
+    """
+    candidates: list[tuple[int, tuple[int, ...], list[int]]] = []  # (utterance, decoder tokens, CTC labels)
+    limit = max_tokens(model)
+    for b, (from_ctc, from_attention) in enumerate(zip(ctc_nbest, attention_nbest)):
+        seen: set[tuple[int, ...]] = set()
+        pairs = [(h.tokens, ctc_tokenizer.encode(tokenizer.decode(h.tokens))) for h in from_attention]
+        for h in from_ctc:
+            text = ctc_tokenizer.decode(h.tokens)
+            pairs.append((tuple(tokenizer.encode(text)) if text else (), list(h.tokens)))
+        for tokens, labels in pairs:
+            if tokens not in seen and len(tokens) <= limit:
+                seen.add(tokens)
+                candidates.append((b, tokens, labels))
+    if not candidates:
+        return [Hypothesis((), float("-inf")) for _ in ctc_nbest]
+    utterance = [b for b, _, _ in candidates]
+    ctc_scores = sequence_log_likelihoods(ctc_log_probs, memory_lengths if ctc_lengths is None else ctc_lengths,
+                                          utterance, [c for _, _, c in candidates],
+                                          model.config.blank_id)
+    forced = teacher_force(model, memory, memory_lengths, utterance, [t for _, t, _ in candidates])
+    best: list[Optional[Hypothesis]] = [None] * len(ctc_nbest)
+    for (b, tokens, _), ctc, log_probs in zip(candidates, ctc_scores, forced.token_log_probs):
+        attention = float(log_probs.sum())
+        score = combine_scores(attention, ctc, ctc_weight) + length_penalty * len(tokens)
+        if best[b] is None or score > best[b].score:
+            best[b] = Hypothesis(tokens, score, ctc, attention)
+    return [h if h is not None else Hypothesis((), float("-inf")) for h in best]

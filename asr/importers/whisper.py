@@ -312,6 +312,7 @@ def import_whisper(source: str | Path, tokenizer_json: str | Path | None = None)
     else:
         raise CheckpointError(f"{source}: not a Whisper checkpoint (.pt), CTranslate2 or Hugging Face folder")
     notes = {"imported_from": str(source), "format": kind, **_generation_config(folder)}
+    model.config.suppress_ids = list(notes["suppress_ids"])
     return model, tokenizer, notes
 
 

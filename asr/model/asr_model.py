@@ -58,6 +58,10 @@ class ASRModel(nn.Module):
             feat_lengths = torch.full_like(feat_lengths, pad_to_frames)
         return self.encoder(feats, feat_lengths, need_weights)
 
+    def encoded_frames(self, lengths: Tensor) -> Tensor:
+        """Encoder frames that hold audio, for waveforms of `lengths` samples (without padding)."""
+        return self.encoder.subsampling.output_lengths(self.frontend.num_frames(lengths)).clamp(min=1)
+
     def decoder_io(self, targets: Tensor, target_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Teacher-forcing input (<sos> prompt y) and output (y <eos>, the prompt positions ignored),
         padded with eos / IGNORE_ID; returns them with the input lengths."""

