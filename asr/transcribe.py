@@ -1,0 +1,187 @@
+"""Transcribing many inputs into files or onto standard output: the work of `asr transcribe`.
+
+Inputs are files, folders (searched recursively for audio) and "-" for standard input. One
+input that cannot be read is reported through `on_error` and the others go on. Per-input
+documents (txt, json, srt, vtt, tsv) go to `output_dir`, or to standard output when there is
+one input (txt: one "path<TAB>text" line per input, for any number); JSON lines, one object per
+input, go to `output_file` or standard output.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence, TextIO
+
+import torch
+from tqdm import tqdm
+
+from asr.decoding.options import DecodingOptions
+from asr.errors import AudioError, ConfigError
+from asr.formats import PER_INPUT_FORMATS, AtomicFile, SubtitleOptions, render, write_atomic
+from asr.longform import LongformConfig, Transcript, transcribe_long
+from asr.recognizer import Recognizer
+from asr.stream import STDIN, audio_extensions, probe_duration
+
+# A progress bar is worth drawing for this many inputs, or for this many seconds of audio.
+PROGRESS_MIN_INPUTS = 2
+PROGRESS_MIN_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Input:
+    source: str  # a file, or "-" for standard input
+    name: str  # its outputs' path under the output folder, without extension
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    formats: tuple[str, ...] = ("txt",)  # from asr.formats.FORMATS
+    output_dir: Optional[Path] = None
+    output_file: Optional[Path] = None  # JSON lines of all inputs; None: standard output
+    subtitles: SubtitleOptions = field(default_factory=SubtitleOptions)
+    model: str = ""  # the model's name or path, recorded in JSON
+
+
+def find_inputs(paths: Sequence[str]) -> tuple[list[Input], list[AudioError]]:
+    """The inputs that `paths` name, folders expanded, each file once; and the folders without audio.
+
+    A folder's files are named in the output folder by their path inside it, so its layout is
+    kept; files given by name by their name alone. Hidden files and folders are skipped.
+    """
+    inputs: list[Input] = []
+    empty: list[AudioError] = []
+    seen: set[str] = set()
+    extensions = audio_extensions()
+
+    def add(source: str, name: str) -> None:
+        key = source if source == STDIN else os.path.realpath(source)
+        if key not in seen:
+            seen.add(key)
+            inputs.append(Input(source, name))
+
+    for arg in paths:
+        path = Path(arg)
+        if arg == STDIN:
+            add(STDIN, "stdin")
+        elif path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*")
+                if p.suffix.lower() in extensions and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            if not found:
+                empty.append(AudioError(arg, f"no audio files ({' '.join(extensions)}) in this folder"))
+            for p in found:
+                add(str(p), p.relative_to(path).with_suffix("").as_posix())
+        else:
+            add(arg, path.stem if path.suffix else path.name)
+    return inputs, empty
+
+
+def check_outputs(output: OutputConfig, inputs: Sequence[Input]) -> None:
+    """Raises ConfigError, before any work, if the outputs asked for cannot be written as asked."""
+    per_input = [f for f in output.formats if f in PER_INPUT_FORMATS]
+    if output.output_dir is None:
+        documents = [f for f in per_input if f != "txt"]
+        if len(per_input) > 1 or (documents and len(inputs) > 1):
+            raise ConfigError(f"--format {','.join(per_input)} for {len(inputs)} input(s) writes one file each: "
+                              "give --output-dir")
+        return
+    owners: dict[str, str] = {}
+    for item in inputs:
+        if item.name in owners:
+            raise ConfigError(f"{owners[item.name]} and {item.source} would write the same outputs "
+                              f"{item.name}.*: transcribe them into different --output-dir folders")
+        owners[item.name] = item.source
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device called `name`, or ConfigError if this machine has none such."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but torch finds no CUDA GPU here")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r} asked for, but torch finds {torch.cuda.device_count()} CUDA GPU(s)")
+    return device
+
+
+def transcribe_inputs(
+    recognizer: Recognizer,
+    inputs: Sequence[Input],
+    output: OutputConfig,
+    options: Optional[DecodingOptions] = None,
+    longform: LongformConfig = LongformConfig(),
+    progress: bool = True,
+    on_error: Callable[[Exception], None] = lambda err: None,
+    **overrides,
+) -> int:
+    """Transcribes every input into the outputs asked for; returns how many inputs failed.
+
+    Each input that fails (AudioError, or OSError for an output that cannot be written) goes to
+    `on_error`; other errors (ConfigError for decoding options, say) concern every input and are raised.
+    `options` and `overrides` are as for `Recognizer.transcribe`. The progress bar (on
+    standard error, in seconds of audio) is drawn only when `progress` is asked for, standard
+    error is a terminal, and there are several inputs or long ones.
+    """
+    check_outputs(output, inputs)
+    recognizer.transcribe_batch([], options, **overrides)  # checks the decoding options once, not per input
+    durations = [probe_duration(item.source) or 0.0 for item in inputs]
+    draw = progress and sys.stderr.isatty() and (len(inputs) >= PROGRESS_MIN_INPUTS
+                                                  or sum(durations) >= PROGRESS_MIN_SECONDS)
+    failed = 0
+    with ExitStack() as stack:
+        lines = _json_lines(stack, output)
+        bar = stack.enter_context(tqdm(total=round(sum(durations), 1), unit="s", unit_scale=True, file=sys.stderr,
+                                       disable=not draw, dynamic_ncols=True, leave=False))
+        for item, expected in zip(inputs, durations):
+            bar.set_postfix_str(item.name, refresh=False)
+            done = 0.0
+
+            def advance(seconds: float) -> None:
+                nonlocal done
+                seconds = min(seconds, expected)  # the header's duration may be a little off
+                bar.update(seconds - done)
+                done = seconds
+
+            try:
+                transcript = transcribe_long(recognizer, item.source, options, longform, advance, **overrides)
+                _write(transcript, item, output, lines)
+            except (AudioError, OSError) as err:  # OSError: an output that cannot be written
+                failed += 1
+                with tqdm.external_write_mode(file=sys.stderr):
+                    on_error(err)
+            bar.update(expected - done)
+    return failed
+
+
+def _json_lines(stack: ExitStack, output: OutputConfig) -> Optional[TextIO]:
+    if "jsonl" not in output.formats:
+        return None
+    if output.output_file is None:
+        return sys.stdout
+    try:
+        return stack.enter_context(AtomicFile(output.output_file))
+    except OSError as err:
+        raise ConfigError(f"cannot write {output.output_file}: {err.strerror or err}") from None
+
+
+def _write(transcript: Transcript, item: Input, output: OutputConfig, lines: Optional[TextIO]) -> None:
+    for fmt in output.formats:
+        if fmt == "jsonl":
+            assert lines is not None
+            lines.write(render("jsonl", transcript, output.model))
+            lines.flush()
+        elif output.output_dir is not None:
+            write_atomic(output.output_dir / f"{item.name}.{fmt}", render(fmt, transcript, output.model, output.subtitles))
+        elif fmt == "txt":  # the plain command's output: a line per input
+            print(f"{item.source}\t{transcript.text}", flush=True)
+        else:
+            sys.stdout.write(render(fmt, transcript, output.model, output.subtitles))
+            sys.stdout.flush()
