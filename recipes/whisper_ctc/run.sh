@@ -5,12 +5,12 @@
 #   recipes/whisper_ctc/run.sh [--stage N] [--stop-stage N] [--data-dir DIR]
 #
 # Stages: 0 manifests (+ teacher transcripts), 1 fine-tune, 2 tune decoding on dev data,
-# 3 ship into asr/models/, 4 clean WER, 5 noise sweep with the peers (RESULTS.md).
+# 3 ship into asr/models/, 4 clean WER with the peers, 5 noise sweep, 6 RESULTS.md.
 # Run from the repository root. CPU only: stage 1 takes about an hour on 2 cores.
 set -euo pipefail
 
 stage=0
-stop_stage=5
+stop_stage=6
 data_dir=${ASR_DATA_DIR:-../shared/data}
 exp=exp/whisper_ctc
 recipe=recipes/whisper_ctc
@@ -56,5 +56,8 @@ if run 4; then
   done
 fi
 if run 5; then
-  python $recipe/sweep.py --exp $exp --data-dir "$data_dir" --threads $threads
+  recipes/noisy_eval/run.sh --data-dir "$data_dir"   # the noise sweep with the peers: recipes/noisy_eval/RESULTS.md
+fi
+if run 6; then
+  python $recipe/results.py --exp $exp --out $recipe/RESULTS.md
 fi

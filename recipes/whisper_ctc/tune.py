@@ -30,8 +30,8 @@ from asr.data.noise import TRAIN, NoiseBank
 from asr.recognizer import load_model
 from asr.scoring import score
 
-CTC_WEIGHTS = (0.1, 0.3, 0.5)
-LENGTH_PENALTIES = (0.5, 1.0, 1.5)
+CTC_WEIGHTS = (0.1, 0.3)
+LENGTH_PENALTIES = (0.5, 1.0)
 
 
 def noisy(waves: list[np.ndarray], bank: NoiseBank, snr_db: float, seed: int) -> list[np.ndarray]:

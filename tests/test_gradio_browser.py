@@ -1,0 +1,174 @@
+"""The demo app end to end: `python gradio_app.py` serving a headless Chromium, and gradio_client.
+
+Skipped where /usr/bin/chromium is missing (`apt-get install -y chromium`); Playwright never
+downloads a browser of its own here.
+"""
+
+import os
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio_client is imported
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import re  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.request  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import soundfile as sf  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+
+from asr.audio import load_audio  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[1]
+SEVEN = REPO / "audio_samples" / "7_jackson_0.flac"  # an FSDD clip the tiny model was trained on
+LONG = REPO / "audio_samples" / "LJ001-0004.flac"  # 5.1 s: longer than the server below accepts
+MAX_SECONDS = 4
+STARTUP_SECONDS = 180  # importing torch and gradio on a busy 2-core machine
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no browser at {CHROMIUM} (apt-get install -y chromium)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, data_dir, tmp_path_factory):
+    """The app as a user starts it, on a free localhost port; yields its URL."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("gradio_server") / "server.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "gradio_app.py", "--model", str(tiny_model_dir), "--port", str(port),
+               "--max-seconds", str(MAX_SECONDS), "--noise-dir", str(data_dir / "noise")]
+    with log.open("w") as output:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_until_serving(url, process, log)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"gradio_app.py exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.5)
+    pytest.fail(f"gradio_app.py did not serve {url} within {STARTUP_SECONDS} s:\n{log.read_text()}")
+
+
+@pytest.fixture()
+def page(server):
+    """A page of the app in headless Chromium; fails the test if the page requests anything off this machine."""
+    outside: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("request", lambda request: outside.append(request.url)
+                if not request.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
+        page.goto(server)
+        yield page
+        browser.close()
+    assert outside == [], f"the page reached outside localhost: {outside}"
+
+
+def _upload(page: Page, audio: Path) -> None:
+    component = page.locator("#input-audio")
+    component.get_by_label("Upload file").click()  # the microphone is the first source
+    component.locator("input[type=file]").set_input_files(str(audio))
+    expect(component.locator("audio, [data-testid='waveform-Speech']").first).to_be_visible()
+
+
+def test_upload_recognize_and_see_the_attention(page, tmp_path):
+    _upload(page, SEVEN)
+    page.locator("#recognize").click()
+    expect(page.locator("#transcript textarea")).to_have_value("seven", timeout=60_000)
+    expect(page.locator("#words")).to_contain_text("seven")
+    for plot in ("#spectrogram", "#cross-attention", "#encoder-attention"):
+        image = page.locator(f"{plot} img")
+        expect(image).to_be_visible()
+        assert image.evaluate("img => img.complete && img.naturalWidth") > 0, f"{plot} shows no image"
+    screenshot = tmp_path / "gradio_app.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    print(f"screenshot: {screenshot}")
+
+    # Choosing another head redraws the cross-attention from the result kept in the session.
+    before = page.locator("#cross-attention img").get_attribute("src")
+    page.get_by_label("Decoder head").click()
+    page.get_by_role("option", name="1", exact=True).click()
+    expect(page.locator("#cross-attention img")).not_to_have_attribute("src", before)
+
+
+def test_added_noise_is_reported_with_its_focus(page):
+    page.get_by_text("Examples: clean").scroll_into_view_if_needed()
+    page.get_by_role("button", name="7_jackson_0: seven").click()  # an example is one click away
+    page.get_by_label("babble").check()
+    page.locator("#recognize").click()
+    expect(page.locator("#noise-focus")).to_contain_text("babble noise at 5 dB SNR", timeout=60_000)
+    # The mixture is loaded into the player's waveform, to be heard.
+    expect(page.locator("#heard [data-testid^='waveform'] audio")).to_have_attribute("src", re.compile("^blob:"))
+
+
+def test_too_long_input_shows_a_message_not_a_trace(page):
+    _upload(page, LONG)
+    page.locator("#recognize").click()
+    expect(page.get_by_text(f"this demo takes at most {MAX_SECONDS} s")).to_be_visible(timeout=60_000)
+    assert "Traceback" not in page.content()
+    expect(page.locator("#transcript textarea")).to_have_value("")
+
+
+def test_the_microphone_is_recognized(server, tmp_path):
+    """Chromium's fake microphone plays a recording (from the moment Record is pressed) into the app.
+
+    The browser's voice processing (noise suppression, gain control) changes the audio enough for the
+    tiny model, trained on 20 clips, to misspell the digit, so only the path is checked: recorded,
+    uploaded as a file the app can read, decoded.
+    """
+    speech = load_audio(SEVEN, 16000)
+    pause = np.zeros(8000, dtype=np.float32)
+    spoken = tmp_path / "spoken.wav"
+    sf.write(spoken, np.concatenate([pause, speech, pause, pause]), 16000, subtype="PCM_16")
+    microphone = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                  f"--use-file-for-fake-audio-capture={spoken}%noloop"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS + microphone)
+        page = browser.new_page()
+        page.goto(server)
+        audio = page.locator("#input-audio")
+        audio.get_by_role("button", name="Record", exact=True).click()
+        page.wait_for_timeout(1500)
+        audio.get_by_role("button", name="Stop", exact=True).filter(visible=True).click()
+        page.locator("#recognize").click()
+        expect(page.locator("#transcript textarea")).not_to_have_value("", timeout=60_000)
+        seconds = float(re.search(r'"audio"\s*:\s*([\d.]+)', page.locator("#timings").inner_text()).group(1))
+        browser.close()
+    assert 1.0 < seconds < MAX_SECONDS
+
+
+def test_gradio_client_calls_the_recognize_api(server):
+    client = Client(server, verbose=False)
+    transcript, words, *_ = client.predict(handle_file(str(SEVEN)), api_name="/recognize")
+    assert transcript == "seven"
+    assert words["data"][0][0] == "seven"
