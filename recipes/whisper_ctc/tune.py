@@ -30,8 +30,6 @@ from asr.data.noise import TRAIN, NoiseBank
 from asr.recognizer import load_model
 from asr.scoring import score
 
-CTC_WEIGHTS = (0.1, 0.3)
-LENGTH_PENALTIES = (0.5, 1.0)
 
 
 def noisy(waves: list[np.ndarray], bank: NoiseBank, snr_db: float, seed: int) -> list[np.ndarray]:
@@ -60,6 +58,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("ASR_DATA_DIR", "../shared/data"))
     parser.add_argument("--out", type=Path, default=Path("recipes/whisper_ctc/tuned.json"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ctc-weights", default="0.1,0.3,0.5", help="grid of ctc_weight values")
+    parser.add_argument("--length-penalties", default="0.5,1.0,1.5", help="grid of length_penalty values")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -71,8 +71,8 @@ def main() -> None:
 
     wer = {}
     speech_probs = []
-    for weight in CTC_WEIGHTS:
-        for penalty in LENGTH_PENALTIES:
+    for weight in [float(x) for x in args.ctc_weights.split(",")]:
+        for penalty in [float(x) for x in args.length_penalties.split(",")]:
             errors = []
             for name in ("clean", "5dB"):
                 results = recognizer.transcribe_batch(conditions[name], mode="rescore", beam_size=5,
