@@ -35,8 +35,8 @@ def main() -> None:
         "",
         f"Produced by `python recipes/whisper_ctc/results.py` from the reports of `recipes/whisper_ctc/run.sh --stage 4"
         f" --stop-stage 4` (git {revision}). WER in %, after `asr.text.normalize` on both sides; real speech"
-        " from speakers or clips held out of fine-tuning. Real-time factors of the peers here were measured on a"
-        " loaded machine; see benchmarks/RESULTS.md for timings.",
+        " from speakers or clips held out of fine-tuning; a dash marks a run that has no report. The SpeechBrain"
+        " references carry 4 known label errors (see ../shared/data/README.md), the same for every system.",
         "",
         "| system | " + " | ".join(SETS.values()) + " |",
         "|---|" + "---:|" * len(SETS),
