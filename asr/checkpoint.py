@@ -11,6 +11,7 @@ import hashlib
 import io
 import logging
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any, Optional
@@ -72,7 +73,7 @@ def save_model(model: ASRModel, tokenizer: Tokenizer, directory: str | Path, inf
     meta = {
         "format_version": FORMAT_VERSION,
         "model": to_dict(model.config),
-        "tokenizer": tokenizer.save(staging),
+        "tokenizer": _with_checksum(staging, tokenizer.save(staging)),
         "weights_sha256": sha256_of(weights),
         "info": info or {},
         "decoding": decoding or {},
@@ -80,8 +81,9 @@ def save_model(model: ASRModel, tokenizer: Tokenizer, directory: str | Path, inf
     if base is not None:
         meta["base"] = base
     if ctc_tokenizer is not None:
-        (staging / CTC_TOKENIZER_DIR).mkdir()
-        meta["ctc_tokenizer"] = ctc_tokenizer.save(staging / CTC_TOKENIZER_DIR)
+        ctc_dir = staging / CTC_TOKENIZER_DIR
+        ctc_dir.mkdir()
+        meta["ctc_tokenizer"] = _with_checksum(ctc_dir, ctc_tokenizer.save(ctc_dir))
     (staging / META_FILE).write_text(yaml.safe_dump(meta, sort_keys=False))
     if directory.exists():
         old = directory.with_name(f".{directory.name}.old{os.getpid()}")
@@ -101,8 +103,9 @@ def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") ->
     try:
         meta = yaml.safe_load(meta_path.read_text())
         config = from_dict(ModelConfig, meta["model"])
+        _check_tokenizer_file(directory, meta["tokenizer"])
         tokenizer = load_tokenizer(directory, meta["tokenizer"])
-    except (yaml.YAMLError, KeyError, TypeError, ConfigError, TokenizerError) as err:
+    except (yaml.YAMLError, UnicodeDecodeError, KeyError, TypeError, ConfigError, TokenizerError) as err:
         raise CheckpointError(f"{meta_path}: invalid model description ({err})") from None
     weights = weights_path.read_bytes()
     if sha256_of(weights) != meta.get("weights_sha256"):
@@ -111,7 +114,10 @@ def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") ->
         state = safetensors.torch.load(weights)
     except Exception as err:  # safetensors raises its own error types for malformed headers
         raise CheckpointError(f"{weights_path}: unreadable weights ({err})") from None
-    model = ASRModel(config)
+    try:
+        model = ASRModel(config)
+    except (RuntimeError, ValueError, AssertionError, MemoryError) as err:  # sizes no model has, negative say
+        raise CheckpointError(f"{meta_path}: invalid model description ({err})") from None
     if "base" in meta:  # weights that differ from a base model, the rest taken from it
         state = {**_base_state(meta["base"]), **state}
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
@@ -120,6 +126,22 @@ def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") ->
     except RuntimeError as err:
         raise CheckpointError(f"{weights_path}: weights do not fit the config ({err})") from None
     return model.to(device).eval(), tokenizer, meta
+
+
+def _with_checksum(directory: Path, tokenizer_meta: dict) -> dict:
+    """A tokenizer's description (from Tokenizer.save) with the checksum of the file it names."""
+    return {**tokenizer_meta, "sha256": sha256_of((directory / tokenizer_meta["file"]).read_bytes())}
+
+
+def _check_tokenizer_file(directory: Path, tokenizer_meta: dict) -> None:
+    """Raises CheckpointError unless the tokenizer file lies in `directory` and, where the folder
+    records its checksum (folders written before it did do not), matches it."""
+    name = tokenizer_meta["file"]
+    if not isinstance(name, str) or Path(name).name != name:
+        raise CheckpointError(f"{directory}: tokenizer file {name!r} lies outside the model folder")
+    path = directory / name
+    if "sha256" in tokenizer_meta and (not path.is_file() or sha256_of(path.read_bytes()) != tokenizer_meta["sha256"]):
+        raise CheckpointError(f"{path}: missing, or checksum mismatch (truncated or modified file)")
 
 
 def _base_state(base: str) -> dict[str, torch.Tensor]:
@@ -133,8 +155,9 @@ def load_ctc_tokenizer(directory: str | Path, meta: dict, tokenizer: Tokenizer) 
     if "ctc_tokenizer" not in meta:
         return tokenizer
     try:
+        _check_tokenizer_file(Path(directory) / CTC_TOKENIZER_DIR, meta["ctc_tokenizer"])
         return load_tokenizer(Path(directory) / CTC_TOKENIZER_DIR, meta["ctc_tokenizer"])
-    except (KeyError, TypeError, TokenizerError) as err:
+    except (UnicodeDecodeError, KeyError, TypeError, TokenizerError) as err:
         raise CheckpointError(f"{directory}: invalid CTC tokenizer ({err})") from None
 
 
@@ -155,10 +178,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file() or not marker.is_file():
         raise CheckpointError(f"{path}: incomplete checkpoint (file or checksum missing)")
     data = path.read_bytes()
-    if sha256_of(data) != marker.read_text().strip():
+    if sha256_of(data).encode() != marker.read_bytes().strip():  # bytes: a damaged marker need not be text
         raise CheckpointError(f"{path}: checksum mismatch (corrupt checkpoint)")
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's message advises weights_only=False: never for a file like this
+        raise CheckpointError(f"{path}: unreadable checkpoint (it holds more than tensors and numbers, and "
+                              "unpickling the rest could run code)") from None
     except Exception as err:  # the unpickler raises many types; all mean "unusable"
         raise CheckpointError(f"{path}: unreadable checkpoint ({err})") from None
 

@@ -202,7 +202,7 @@ def run_transcribe(args: argparse.Namespace) -> int:
     from asr.vad import VadConfig
 
     def report(err: Exception) -> None:
-        print(f"asr transcribe: error: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+        print(f"asr transcribe: error: {one_line(err)}", file=sys.stderr, flush=True)
 
     fmt = args.format or ("jsonl" if args.output else "txt")
     formats = PER_INPUT_FORMATS if fmt == "all" else (fmt,)
@@ -370,6 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(err: Exception) -> str:
+    """The error's type and message on one line: what a library says may run over several."""
+    lines = (line.strip() for line in str(err).splitlines())
+    return f"{type(err).__name__}: {' '.join(line for line in lines if line)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -377,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except AsrError as err:
-        print(f"asr {args.command}: error: {type(err).__name__}: {err}", file=sys.stderr)
+        print(f"asr {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"asr {args.command}: interrupted", file=sys.stderr)

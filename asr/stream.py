@@ -11,20 +11,19 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator, Optional, Union
+from typing import Iterator, Optional, Union
 
 import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from asr.audio import SAMPLE_RATE, prepare_waveform
+from asr.audio import SAMPLE_RATE, check_file, check_not_cut_short, error_reason, prepare_waveform, resampling_ratio
 from asr.errors import AudioError
 
 STDIN = "-"  # the source name that reads standard input
@@ -64,10 +63,10 @@ def read_blocks(
 
 def probe_duration(source: Union[str, Path]) -> Optional[float]:
     """Seconds of audio in a file that soundfile reads, from its header; None if unknown."""
-    if str(source) == STDIN:
+    if str(source) == STDIN or not Path(source).is_file():  # opening a pipe could wait for ever
         return None
     try:
-        info = sf.info(str(source))
+        info = sf.info(os.fsencode(source))  # bytes: a name need not be UTF-8
     except (sf.LibsndfileError, RuntimeError, OSError):
         return None
     return info.frames / info.samplerate if info.samplerate > 0 else None
@@ -84,18 +83,11 @@ def _spooled_stdin() -> Iterator[Path]:
 
 
 def _read_file(path: Path, name: str, sample_rate: int, block_seconds: float) -> Iterator[np.ndarray]:
-    if path.is_dir():
-        raise AudioError(name, "is a directory, not an audio file")
-    if not path.exists():
-        raise AudioError(name, "file not found")
-    if not os.access(path, os.R_OK):
-        raise AudioError(name, "permission denied")
-    if path.stat().st_size == 0:
-        raise AudioError(name, "is empty (0 bytes)")
+    check_file(path, name)
     try:
-        handle = sf.SoundFile(str(path))
+        handle = sf.SoundFile(os.fsencode(path))  # bytes: a name need not be UTF-8
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        reason = (getattr(err, "error_string", None) or str(err)).rstrip(".")
+        reason = error_reason(err)
         ffmpeg = ffmpeg_path()
         if ffmpeg is None:
             suffix = Path(name).suffix.lower()
@@ -110,7 +102,7 @@ def _read_file(path: Path, name: str, sample_rate: int, block_seconds: float) ->
 
 def _read_soundfile(handle: sf.SoundFile, path: Path, name: str, sample_rate: int,
                     block_seconds: float) -> Iterator[np.ndarray]:
-    _check_not_cut_short(handle, path, name)
+    check_not_cut_short(handle, path, name)
     rate = handle.samplerate
     frames_per_block = max(1, int(block_seconds * rate))
     resampler: Optional[Resampler] = None
@@ -119,8 +111,7 @@ def _read_soundfile(handle: sf.SoundFile, path: Path, name: str, sample_rate: in
         try:
             data = handle.read(frames_per_block, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as err:
-            reason = getattr(err, "error_string", None) or str(err)
-            raise AudioError(name, f"unreadable after {read / rate:.1f} s ({reason.rstrip('.')})") from None
+            raise AudioError(name, f"unreadable after {read / rate:.1f} s ({error_reason(err)})") from None
         if not len(data):
             break
         read += len(data)
@@ -130,33 +121,11 @@ def _read_soundfile(handle: sf.SoundFile, path: Path, name: str, sample_rate: in
             yield out
     if resampler is None:
         raise AudioError(name, "contains no samples")
+    if handle.format in ("WAV", "WAVEX") and read < handle.frames:  # libsndfile stops quietly
+        raise AudioError(name, f"cut short while being read: {read / rate:.1f} s of the {handle.frames / rate:.1f} s "
+                               "it held when opened")
     if (out := resampler.finish()).size:
         yield out
-
-
-def _check_not_cut_short(handle: sf.SoundFile, path: Path, name: str) -> None:
-    """libsndfile quietly reads what there is of a WAV file whose data were cut short; a
-    transcript of part of a file should not pass for the whole one."""
-    if handle.format not in ("WAV", "WAVEX"):
-        return
-    with open(path, "rb") as f:
-        promised, held = _riff_data_sizes(f, path.stat().st_size)
-    # Writers that stream (to a pipe, say) cannot know the size and leave 0 or the maximum.
-    if promised not in (0, 0xFFFFFFFF) and promised > held:
-        raise AudioError(name, f"truncated: the header promises {promised} bytes of audio, the file holds {held}")
-
-
-def _riff_data_sizes(f: BinaryIO, file_size: int) -> tuple[int, int]:
-    """(bytes the 'data' chunk's header promises, bytes the file holds after it); (0, 0) if none."""
-    f.seek(12)  # "RIFF", size, "WAVE"
-    while True:
-        header = f.read(8)
-        if len(header) < 8:
-            return 0, 0
-        chunk, size = struct.unpack("<4sI", header)
-        if chunk == b"data":
-            return size, file_size - f.tell()
-        f.seek(size + size % 2, os.SEEK_CUR)  # chunks are padded to an even size
 
 
 def _read_ffmpeg(ffmpeg: str, path: Path, name: str, sample_rate: int, block_seconds: float) -> Iterator[np.ndarray]:
@@ -198,6 +167,7 @@ class Resampler:
     """
 
     def __init__(self, orig_rate: int, new_rate: int):
+        orig_rate, new_rate = resampling_ratio(orig_rate, new_rate)  # the ratio prepare_waveform resamples by
         g = math.gcd(orig_rate, new_rate)
         self.orig_rate, self.new_rate = orig_rate, new_rate
         self.orig, self.new = orig_rate // g, new_rate // g

@@ -9,6 +9,7 @@ input, go to `output_file` or standard output.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from contextlib import ExitStack
@@ -173,6 +174,10 @@ def _json_lines(stack: ExitStack, output: OutputConfig) -> Optional[TextIO]:
 
 
 def _write(transcript: Transcript, item: Input, output: OutputConfig, lines: Optional[TextIO]) -> None:
+    # Python holds the bytes of a file name that is not UTF-8 as surrogates, which no UTF-8 writer
+    # takes: such bytes are written as \xNN (the files themselves get their names byte for byte).
+    audio = transcript.audio.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    transcript = dataclasses.replace(transcript, audio=audio)
     for fmt in output.formats:
         if fmt == "jsonl":
             assert lines is not None
@@ -181,7 +186,7 @@ def _write(transcript: Transcript, item: Input, output: OutputConfig, lines: Opt
         elif output.output_dir is not None:
             write_atomic(output.output_dir / f"{item.name}.{fmt}", render(fmt, transcript, output.model, output.subtitles))
         elif fmt == "txt":  # the plain command's output: a line per input
-            print(f"{item.source}\t{transcript.text}", flush=True)
+            print(f"{transcript.audio}\t{transcript.text}", flush=True)
         else:
             sys.stdout.write(render(fmt, transcript, output.model, output.subtitles))
             sys.stdout.flush()

@@ -33,7 +33,7 @@ def read_manifest(path: str | Path) -> list[Utterance]:
 
 def read_jsonl(path: Path) -> list[Utterance]:
     utterances = []
-    with path.open(encoding="utf-8") as f:
+    with path.open("rb") as f:  # json.loads decodes each line, so text that is not UTF-8 is a malformed line
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -43,6 +43,8 @@ def read_jsonl(path: Path) -> list[Utterance]:
                 if not audio.is_absolute():
                     audio = path.parent / audio  # relative paths are relative to the manifest
                 duration = row.get("duration")
+                if not isinstance(row.get("text"), (str, type(None))):
+                    raise TypeError(f"text must be a string, got {row['text']!r}")
                 utterances.append(
                     Utterance(
                         id=str(row["id"]),
@@ -59,15 +61,18 @@ def read_jsonl(path: Path) -> list[Utterance]:
 
 def _read_table(path: Path) -> dict[str, str]:
     table = {}
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            key, _, value = line.partition(" ")
-            if not value and path.name != "text":
-                raise ManifestError(f"{path}:{number}: expected '<id> <value>'")
-            table[key] = value.strip()
+    try:
+        with path.open(encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                line = line.strip()
+                if not line:
+                    continue
+                key, _, value = line.partition(" ")
+                if not value and path.name != "text":
+                    raise ManifestError(f"{path}:{number}: expected '<id> <value>'")
+                table[key] = value.strip()
+    except UnicodeDecodeError as err:
+        raise ManifestError(f"{path}: not UTF-8 text ({err})") from None
     return table
 
 
