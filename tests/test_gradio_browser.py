@@ -13,9 +13,6 @@ import re  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
-import urllib.error  # noqa: E402
-import urllib.request  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -25,13 +22,13 @@ from gradio_client import Client, handle_file  # noqa: E402
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 from asr.audio import load_audio  # noqa: E402
+from tests.gradio_server import wait_until_serving  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[1]
 SEVEN = REPO / "audio_samples" / "7_jackson_0.flac"  # an FSDD clip the tiny model was trained on
 LONG = REPO / "audio_samples" / "LJ001-0004.flac"  # 5.1 s: longer than the server below accepts
 MAX_SECONDS = 4
-STARTUP_SECONDS = 180  # importing torch and gradio on a busy 2-core machine
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 pytestmark = [
@@ -58,25 +55,11 @@ def server(tiny_model_dir, data_dir, tmp_path_factory):
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        _wait_until_serving(url, process, log)
+        wait_until_serving(url, process, log)
         yield url
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-def _wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"gradio_app.py exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.5)
-    pytest.fail(f"gradio_app.py did not serve {url} within {STARTUP_SECONDS} s:\n{log.read_text()}")
 
 
 @pytest.fixture()

@@ -27,6 +27,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
+
+from tests.gradio_server import wait_until_serving  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from gradio_client.utils import QueueError  # noqa: E402
 
@@ -35,7 +37,6 @@ SEVEN = REPO / "audio_samples" / "7_jackson_0.flac"  # an FSDD clip the tiny mod
 MAX_SECONDS = 4
 QUEUE_SIZE = 8
 CLIENTS = 20
-STARTUP_SECONDS = 180  # importing torch and gradio on a busy 2-core machine
 REQUEST_SECONDS = 120  # no answer within this is a hang
 
 pytestmark = [
@@ -72,25 +73,11 @@ def server(tiny_model_dir, data_dir, tmp_path_factory):
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        _wait_until_serving(url, process, log)
+        wait_until_serving(url, process, log)
         yield Server(url, process)
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-def _wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"gradio_app.py exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.5)
-    pytest.fail(f"gradio_app.py did not serve {url} within {STARTUP_SECONDS} s:\n{log.read_text()}")
 
 
 def resident_mb(process: subprocess.Popen) -> float:
