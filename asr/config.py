@@ -98,6 +98,9 @@ class DataConfig:
     num_workers: int = 0
     cmvn_max_utterances: int = 2000  # utterances used to estimate global mean/variance
     augment: Optional[AugmentConfig] = None  # waveform augmentation of training data (noise, reverb, speed)
+    # Manifests of training clips that hold no speech (noise, silence): their transcript, whatever
+    # the manifest says, is empty, so CTC learns all-blank and the decoder to end at once.
+    no_speech: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -121,6 +121,8 @@ class Trainer:
         if not train_utts:
             raise ConfigError("no usable training utterances in data.train")
         dev_utts = load_utterances(config.data.dev, config.data.max_utterance_seconds)
+        no_speech = [u for p in config.data.no_speech for u in read_manifest(p)
+                     if 0 < u.duration <= config.data.max_utterance_seconds]
         if self.dist.is_main:  # tokenizer and CMVN are computed once, by one process
             self.exp.dir.mkdir(parents=True, exist_ok=True)
             save_yaml(config, self.exp.dir / "train.yaml")
@@ -135,9 +137,10 @@ class Trainer:
         augmenter = None
         if config.data.augment is not None:
             augmenter = build_augmenter(config.data.augment, [u.audio for u in train_utts], config.seed, rate)
-        self.train_set = SpeechDataset(train_utts, self.tokenizer, rate, self.ctc_tokenizer, augmenter, config.seed)
+        self.train_set = SpeechDataset(train_utts + no_speech, self.tokenizer, rate, self.ctc_tokenizer, augmenter,
+                                       config.seed, no_speech_ids=frozenset(u.id for u in no_speech))
         self.dev_set = SpeechDataset(dev_utts, self.tokenizer, rate, self.ctc_tokenizer)
-        self.sampler = BucketBatchSampler([u.duration for u in train_utts], config.data.max_batch_seconds,
+        self.sampler = BucketBatchSampler([u.duration for u in self.train_set.utterances], config.data.max_batch_seconds,
                                           config.seed, self.dist.rank, self.dist.world_size)
         self.ddp_model: nn.Module = self.model
         if self.dist.world_size > 1:

@@ -2,6 +2,7 @@ import csv
 import json
 import shutil
 
+import numpy as np
 import soundfile as sf
 import torch
 
@@ -135,3 +136,44 @@ def test_model_is_fully_described_by_its_config(tiny_model_dir):
     rebuilt = ASRModel(model.config)
     assert set(rebuilt.state_dict()) == set(model.state_dict())
     assert model.config.vocab_size == tokenizer.vocab_size
+
+
+def test_no_speech_clips_train_to_output_nothing(data_dir, tmp_path):
+    rng = np.random.default_rng(0)
+    clips = []
+    for name, wave in {"hiss": 0.1 * rng.standard_normal(16000), "quiet": 1e-4 * rng.standard_normal(12000)}.items():
+        sf.write(tmp_path / f"{name}.wav", wave.astype(np.float32), 16000)
+        # Whatever text a no-speech manifest carries is not a transcript.
+        clips.append({"id": name, "audio": str(tmp_path / f"{name}.wav"), "text": "words", "duration": len(wave) / 16000})
+    speech = write_manifest(fsdd_rows(data_dir, speakers=("george",)), tmp_path / "speech.jsonl")
+    no_speech = write_manifest(clips, tmp_path / "noise.jsonl")
+    config = tiny_train_config(tmp_path / "exp", [speech], data={"dev": [], "no_speech": [str(no_speech)]},
+                               optim={"lr": 0.003, "warmup_steps": 1, "scheduler": "constant"})
+    trainer = Trainer(config)
+    examples = {x.id: x for x in (trainer.train_set[i] for i in range(len(trainer.train_set)))}
+    assert len(examples) == 12 and examples["hiss"].tokens == [] and examples["quiet"].ctc_tokens == []
+    assert examples["0_george_0"].tokens == trainer.tokenizer.encode("zero")
+
+    model = trainer.model
+    batch = collate([examples["hiss"], examples["quiet"]])
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.003)
+
+    def blank_probability() -> float:
+        model.eval()
+        with torch.no_grad():
+            enc = model.encode(batch.waveforms, batch.lengths)
+            blank = model.ctc.log_probs(enc.hidden)[..., model.config.blank_id].exp().mean()
+        model.train()
+        return float(blank)
+
+    before, losses = blank_probability(), []
+    for _ in range(15):
+        output = model(batch.waveforms, batch.lengths, batch.targets, batch.target_lengths)
+        assert torch.isfinite(output.loss)
+        losses.append((float(output.ctc), float(output.attention)))
+        optimizer.zero_grad()
+        output.loss.backward()
+        optimizer.step()
+    assert before < 0.5 < 0.9 < blank_probability()
+    # The decoder's only target is the end of sentence, which this tied-embedding model predicts from the start.
+    assert losses[-1][0] < losses[0][0] / 10 and losses[-1][1] < 0.1

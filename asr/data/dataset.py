@@ -52,8 +52,10 @@ class SpeechDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, utterances: list[Utterance], tokenizer: Tokenizer, sample_rate: int = 16000,
-                 ctc_tokenizer: Optional[Tokenizer] = None, augmenter: Optional[Augmenter] = None, seed: int = 0):
+                 ctc_tokenizer: Optional[Tokenizer] = None, augmenter: Optional[Augmenter] = None, seed: int = 0,
+                 no_speech_ids: frozenset[str] = frozenset()):
         self.utterances = utterances
+        self.no_speech_ids = no_speech_ids  # utterances with no speech in them: empty targets, text ignored
         self.tokenizer = tokenizer
         self.ctc_tokenizer = ctc_tokenizer
         self.sample_rate = sample_rate
@@ -66,16 +68,19 @@ class SpeechDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Example | tuple[str, str]:
         utt = self.utterances[index]
-        if not utt.text or not utt.text.strip():
-            return utt.id, "no transcript"
-        tokenizers = [self.tokenizer] + ([self.ctc_tokenizer] if self.ctc_tokenizer else [])
-        unknown = set().union(*(t.unknown_symbols(utt.text) for t in tokenizers))
-        if unknown:
-            return utt.id, f"characters outside the tokenizer: {''.join(sorted(unknown))!r}"
-        tokens = self.tokenizer.encode(utt.text)
-        ctc_tokens = self.ctc_tokenizer.encode(utt.text) if self.ctc_tokenizer else tokens
-        if not tokens or not ctc_tokens:
-            return utt.id, "transcript is empty after text normalisation"
+        if utt.id in self.no_speech_ids:
+            tokens, ctc_tokens = [], []
+        else:
+            if not utt.text or not utt.text.strip():
+                return utt.id, "no transcript"
+            tokenizers = [self.tokenizer] + ([self.ctc_tokenizer] if self.ctc_tokenizer else [])
+            unknown = set().union(*(t.unknown_symbols(utt.text) for t in tokenizers))
+            if unknown:
+                return utt.id, f"characters outside the tokenizer: {''.join(sorted(unknown))!r}"
+            tokens = self.tokenizer.encode(utt.text)
+            ctc_tokens = self.ctc_tokenizer.encode(utt.text) if self.ctc_tokenizer else tokens
+            if not tokens or not ctc_tokens:
+                return utt.id, "transcript is empty after text normalisation"
         try:
             waveform = load_audio(utt.audio, self.sample_rate)
             if self.augmenter is not None:  # babble voices load lazily, so augmentation can meet a bad file too

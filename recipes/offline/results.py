@@ -1,0 +1,119 @@
+"""Stage 6: RESULTS.md from the reports of stages 4-5 (nothing typed by hand).
+
+    python recipes/offline/results.py --exp exp/offline --out recipes/offline/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+from pathlib import Path
+
+MODELS = {"plain": "plain (no noise augmentation)", "noise": "noise-augmented"}
+SETS = {
+    "synth_voices": "held-out synthetic voices (espeak-ng Scottish, flite rms, festival ked, piper joe)",
+    "fsdd": "FSDD digits, held-out speakers nicolas and theo",
+    "ljspeech": "LJ Speech, held-out clips",
+    "other_real": "SpeechBrain + LibriSpeech-mini (unseen real speakers)",
+}
+
+
+def per_speaker_wer(per_utt: Path, speakers: dict[str, str]) -> dict[str, float]:
+    """WER per speaker: errors summed over a speaker's utterances / their reference words."""
+    errors: dict[str, list[int]] = {}
+    for line in per_utt.read_text().splitlines():
+        row = json.loads(line)
+        words = row["normalized"]["words"]
+        count = errors.setdefault(speakers.get(row["id"], "?"), [0, 0])
+        count[0] += words["substitutions"] + words["deletions"] + words["insertions"]
+        count[1] += words["reference"]
+    return {speaker: e / max(1, n) for speaker, (e, n) in sorted(errors.items())}
+
+
+def clean_table(exp: Path) -> list[str]:
+    lines = ["| model | " + " | ".join(SETS.values()) + " |", "|---|" + "---:|" * len(SETS)]
+    for model, label in MODELS.items():
+        cells = []
+        for name in SETS:
+            summary = exp / "eval" / model / name / "summary.json"
+            if summary.is_file():
+                report = json.loads(summary.read_text())
+                cells.append(f"{100 * report['normalized']['wer']:.1f} ({report['normalized']['utterances']})")
+            else:
+                cells.append("–")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def voice_table(exp: Path, manifest: Path) -> list[str]:
+    speakers = {json.loads(l)["id"]: json.loads(l)["speaker"] for l in manifest.read_text().splitlines() if l.strip()}
+    by_model = {m: per_speaker_wer(exp / "eval" / m / "synth_voices" / "per_utt.jsonl", speakers)
+                for m in MODELS if (exp / "eval" / m / "synth_voices" / "per_utt.jsonl").is_file()}
+    if not by_model:
+        return []
+    voices = sorted({v for wers in by_model.values() for v in wers})
+    lines = ["| held-out voice | " + " | ".join(MODELS[m] for m in by_model) + " |", "|---|" + "---:|" * len(by_model)]
+    for voice in voices:
+        lines.append(f"| {voice} | " + " | ".join(f"{100 * by_model[m].get(voice, float('nan')):.1f}" for m in by_model) + " |")
+    return lines
+
+
+def low_snr_gain(results: dict) -> list[str]:
+    """How much noise augmentation changed the WER averaged over noise kinds, per SNR."""
+    systems = results["wer"]["systems"]
+    if not {"plain", "noise"} <= set(systems):
+        return []
+    lines = []
+    for snr in results["wer"]["snrs"]:
+        plain, noise = systems["plain"]["average"].get(str(snr)), systems["noise"]["average"].get(str(snr))
+        if plain is None or noise is None:
+            continue
+        relative = (plain - noise) / plain if plain else 0.0
+        lines.append(f"- {snr if snr == 'clean' else f'{snr:g} dB'}: plain {100 * plain:.1f} %, noise-augmented "
+                     f"{100 * noise:.1f} % ({100 * (plain - noise):+.1f} points absolute, {100 * relative:.0f} % relative "
+                     f"{'fewer' if noise <= plain else 'more'} errors)")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp", type=Path, default=Path("exp/offline"))
+    parser.add_argument("--data", type=Path, default=Path("recipes/offline/data"))
+    parser.add_argument("--out", type=Path, default=Path("recipes/offline/RESULTS.md"))
+    args = parser.parse_args()
+    revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    lines = [
+        "# offline: results",
+        "",
+        f"Produced by `python recipes/offline/results.py` from the reports of `recipes/offline/run.sh --stage 4"
+        f" --stop-stage 5` (git {revision}). Both models: `conf/train_plain.yaml` and `conf/train_noise.yaml`,"
+        " trained by stage 2 from scratch, identical but for the waveform noise augmentation; checkpoints averaged by stage 3;"
+        " joint CTC/attention decoding, beam 5, CTC weight 0.3. WER in % after `asr.text.normalize` on both sides,"
+        " utterances in brackets; a dash marks a run that has no report.",
+        "",
+        "## Clean speech",
+        "",
+        *clean_table(args.exp),
+    ]
+    voices = voice_table(args.exp, args.data / "test_synth_voices.jsonl")
+    if voices:
+        lines += ["", "Per held-out synthetic voice (one voice per engine, never heard in training):", "", *voices]
+    logs = {m: list(csv.DictReader(p.open())) for m in MODELS if (p := args.exp / m / "train_log.csv").is_file()}
+    if logs:
+        lines += ["", "Training (stage 2, both models at once, one CPU thread each), from each `train_log.csv`:", ""]
+        lines += [f"- {MODELS[m]}: {rows[-1]['step']} steps, last epoch {rows[-1]['epoch']}, final training loss "
+                  f"{float(rows[-1]['loss']):.1f}" for m, rows in logs.items() if rows]
+    noisy = args.exp / "noisy"
+    if (noisy / "results.json").is_file():
+        results = json.loads((noisy / "results.json").read_text())
+        lines += ["", "## Held-out noise (stage 5, `asr eval-noise` on `test_noise_mix.jsonl`)", "",
+                  "Noise augmentation, WER averaged over the noise kinds:", "", *low_snr_gain(results), "",
+                  (noisy / "results.md").read_text().strip()]
+    args.out.write_text("\n".join(lines) + "\n")
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()
