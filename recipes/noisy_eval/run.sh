@@ -20,6 +20,7 @@ snrs=clean,20,10,5,0
 kinds=babble,music,street
 peers=faster-whisper-int8,pocketsphinx
 extra_models=      # e.g. "--model tiny.en=exp/whisper_ctc/whisper_tiny_en"
+clips_per_kind=10  # noise-only clips per noise kind, and as many silent ones
 threads=2
 
 while [ $# -gt 0 ]; do
@@ -31,11 +32,25 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift 2 ;;
     --peers) peers=$2; shift 2 ;;
     --extra-models) extra_models=$2; shift 2 ;;
+    --clips-per-kind) clips_per_kind=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
 run() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
-sweep=(--manifest "$manifest" --noise-dir "$data_dir/noise" --snrs $snrs --kinds $kinds --out "$out")
+sweep=(--manifest "$manifest" --noise-dir "$data_dir/noise" --snrs $snrs --kinds $kinds --out "$out"
+       --clips-per-kind $clips_per_kind)
+# True when every peer has already transcribed exactly the utterances of manifest $1 (a rerun resumes).
+transcribed() {
+  python - "$1" "$out/hyps" ${peers//,/ } <<'PY'
+import json, sys
+from pathlib import Path
+manifest, hyps, systems = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
+ids = lambda path: {json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()}
+wanted = ids(manifest)
+done = all((hyps / s / manifest.name).is_file() and ids(hyps / s / manifest.name) == wanted for s in systems)
+sys.exit(0 if done else 1)
+PY
+}
 
 if run 0; then
   asr eval-noise "${sweep[@]}" --prepare-only
@@ -44,6 +59,7 @@ if run 1; then
   # benchmarks/peers.py writes <dir>/<system>.jsonl per manifest; the sweep reads <system>/<condition>.jsonl.
   for m in "$out"/noisy/*.jsonl; do
     condition=$(basename "$m" .jsonl)
+    transcribed "$m" && continue
     python benchmarks/peers.py --manifest "$m" --out "$out/peers/$condition" --systems $peers --threads $threads
     for system in ${peers//,/ }; do
       mkdir -p "$out/hyps/$system"
