@@ -167,6 +167,7 @@ def add_transcribe(sub: argparse._SubParsersAction) -> None:
                           help="segments whose mean speech probability (CTC non-blank) is below P decode to "
                                "nothing (0 to 1; default: the model's)")
     decoding.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    _add_quantize_argument(decoding)
     output = p.add_argument_group("output")
     output.add_argument("--format", "-f", choices=(*FORMATS, "all"), metavar="FORMAT",
                         help=f"txt (default), json (with word time stamps), jsonl (one line per input), srt, vtt, "
@@ -228,7 +229,7 @@ def run_transcribe(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    recognizer = load_model(model, resolve_device(args.device))
+    recognizer = load_model(model, resolve_device(args.device), quantize=args.quantize)
     failed = transcribe_inputs(recognizer, inputs, output, None, longform, progress=not args.quiet,
                                on_error=report, **overrides)
     return 1 if failed or empty_folders else 0
@@ -245,6 +246,14 @@ def _add_decoding_arguments(p: argparse._ActionsContainer) -> None:
     p.add_argument("--ctc-weight", type=float, help="CTC weight for joint and rescore (default: the model's)")
     p.add_argument("--batch-size", type=int, default=8, help="utterances decoded at once (default 8)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
+
+def _add_quantize_argument(p: argparse._ActionsContainer) -> None:
+    from asr.model.quantize import QUANTIZE_MODES
+
+    p.add_argument("--quantize", choices=QUANTIZE_MODES,
+                   help="int8: quantise the model's Linear layers for faster CPU decoding, at a small cost in "
+                        "accuracy (measured in benchmarks/RESULTS.md); default: float32")
 
 
 def _decoding_overrides(args: argparse.Namespace) -> dict:
@@ -277,6 +286,7 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--hyp", help="score this file (JSONL {id, text} or Kaldi text) instead of decoding")
     source.add_argument("--model", help="bundled model name or model folder (default: asr.recognizer.DEFAULT_MODEL)")
     _add_eval_decoding_arguments(p)
+    _add_quantize_argument(p)
     p.set_defaults(handler=run_eval)
 
 
@@ -289,7 +299,8 @@ def run_eval(args: argparse.Namespace) -> int:
         report = evaluate_hypotheses(args.manifest, args.hyp, args.out)
     else:
         model = args.model or DEFAULT_MODEL
-        evaluation = evaluate_model(load_model(model, args.device), args.manifest, args.out, model_name=model,
+        recognizer = load_model(model, args.device, quantize=args.quantize)
+        evaluation = evaluate_model(recognizer, args.manifest, args.out, model_name=model,
                                     decoding=_eval_decoding_overrides(args), batch_size=args.batch_size)
         report = evaluation.report
         print(f"real-time factor {evaluation.run.real_time_factor:.3f}")

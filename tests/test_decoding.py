@@ -22,6 +22,7 @@ from asr.decoding.decode import decode
 from asr.decoding.hypothesis import Hypothesis
 from asr.decoding.prefix_score import CTCPrefixScorer
 from asr.decoding.rescore import attention_rescore
+from asr.decoding.teacher_forcing import teacher_force
 from asr.errors import CheckpointError, ConfigError
 from asr.model.asr_model import ASRModel
 from asr.recognizer import Recognizer
@@ -198,6 +199,40 @@ def test_attention_rescoring_picks_the_best_combined_score(random_model):
         assert hyps[0].tokens == max(scores, key=scores.__getitem__)
         assert hyps[0].tokens != max(before, key=lambda h: h.score).tokens
         assert {h.tokens: h.score for h in hyps} == pytest.approx(scores, abs=1e-4)
+
+
+@pytest.mark.parametrize("prompt", [[], [4, 7]])
+def test_teacher_forcing_scores_every_token_as_a_whole_decoder_pass_does(random_model, prompt):
+    """Teacher forcing projects each distinct state once; shared beginnings, repeated and empty
+    sequences and two utterances must still score exactly as one decoder pass per sequence."""
+    model, _, _, enc = random_model
+    model.config.decoder_prompt = prompt
+    try:
+        utterance = [0, 0, 0, 0, 1, 1, 1]
+        sequences = [[3, 4, 5], [3, 4, 6], [3, 4, 5], [], [3, 4], [7], [3, 4, 5, 6, 8]]
+        forced = teacher_force(model, enc.hidden, enc.lengths, utterance, sequences)
+        for u, seq, got in zip(utterance, sequences, forced.token_log_probs):
+            n = int(enc.lengths[u])
+            tokens = torch.tensor([[model.config.sos_id, *prompt, *seq]])
+            with torch.no_grad():
+                logits = model.decoder(tokens, torch.tensor([tokens.shape[1]]), enc.hidden[u : u + 1, :n],
+                                       enc.mask[u : u + 1, :n]).logits[0]
+            log_probs = logits.float().log_softmax(-1)[len(prompt) :]  # from the position predicting seq[0]
+            expected = log_probs[torch.arange(len(seq) + 1), torch.tensor([*seq, model.config.eos_id])]
+            assert torch.allclose(got, expected, atol=1e-5)
+    finally:
+        model.config.decoder_prompt = []
+
+
+def test_decoder_step_can_project_its_last_position_only(random_model):
+    model, _, _, enc = random_model
+    mask = enc.mask[:1]
+    tokens = torch.tensor([[model.config.sos_id, 4, 7]])
+    with torch.no_grad():
+        every, _, _ = model.decoder.step(tokens, model.decoder.init_cache(enc.hidden[:1]), mask)
+        last, cache, _ = model.decoder.step(tokens, model.decoder.init_cache(enc.hidden[:1]), mask, last_only=True)
+    assert last.shape == (1, 1, model.config.vocab_size) and cache.length == 3
+    assert torch.allclose(last[0, 0], every[0, -1], atol=1e-5)
 
 
 def tokenizer_for(model):

@@ -26,6 +26,7 @@ from asr.decoding.prefix_score import CTCPrefixScorer
 from asr.decoding.teacher_forcing import max_tokens
 from asr.config import ModelConfig
 from asr.model.asr_model import ASRModel
+from asr.model.decoder import DecoderCache
 from asr.model.encoder import lengths_to_mask
 
 NEG_INF = float("-inf")
@@ -92,11 +93,11 @@ def beam_search(
     running hypotheses then count as finished, without <eos>).
     """
     config = model.config
-    batch, frames = memory.shape[:2]
+    batch = memory.shape[0]
     beam, device = beam_size, memory.device
     eos = config.eos_id
     prefix = [config.sos_id, *config.decoder_prompt]
-    never = never_emitted(config)
+    never = torch.tensor(never_emitted(config), dtype=torch.long, device=device)
     max_lengths = [min(max(1, int(max_length_ratio * n)), max_tokens(model)) for n in memory_lengths.tolist()]
 
     # Rows of utterance u are u * beam ... u * beam + beam - 1. At first only one of them is alive,
@@ -105,8 +106,7 @@ def beam_search(
     alive = rows % beam == 0
     attention = torch.zeros(batch * beam, device=device)
     tokens = torch.tensor(prefix, device=device).repeat(batch * beam, 1)  # (N, len(prefix) + step)
-    memory_mask = lengths_to_mask(memory_lengths, frames).repeat_interleave(beam, dim=0)
-    cache = model.decoder.init_cache(memory.repeat_interleave(beam, dim=0))
+    logits, cache, memory_mask = _first_step(model, memory, memory_lengths, prefix, beam)
 
     scorer = prefix_state = None
     if ctc_log_probs is None:
@@ -122,7 +122,8 @@ def beam_search(
     active = list(range(batch))  # utterances still searching, in row-block order
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     for step in count():  # every running hypothesis holds `step` tokens
-        logits, cache, _ = model.decoder.step(tokens if step == 0 else tokens[:, -1:], cache, memory_mask)
+        if step > 0:
+            logits, cache, _ = model.decoder.step(tokens[:, -1:], cache, memory_mask, last_only=True)
         log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1)
         log_probs[:, never] = NEG_INF
         # <eos> is always a candidate: a hypothesis may always end, and every other token may be
@@ -189,9 +190,31 @@ def beam_search(
         alive = torch.tensor(keep_alive, device=device)
         tokens = torch.cat([tokens[row], candidates[row, column][:, None]], dim=1)
         attention = new_attention[row, column]
-        cache = cache.reorder(row)
-        memory_mask = memory_mask[row]
+        # Rows stay in their utterance's block, so the memory's keys, values and mask, which depend on
+        # the utterance only, need selecting only when an utterance has finished and left the batch.
+        utterances_left = len(next_active) < len(active)
+        cache = cache.reorder(row, cross=utterances_left)
+        if utterances_left:
+            memory_mask = memory_mask[row]
         if scorer is not None:
             prefix_state = scorer.select(prefix_state, extension, row, column)
         active = next_active
     return [sorted(hyps, key=lambda h: h.score, reverse=True) for hyps in finished]
+
+
+def _first_step(
+    model: ASRModel, memory: Tensor, memory_lengths: Tensor, prefix: list[int], beam: int
+) -> tuple[Tensor, DecoderCache, Tensor]:
+    """The decoder's step over the prompt, with its logits (B * beam, 1, V), cache and memory mask
+    for `beam` rows per utterance.
+
+    Every row of an utterance reads the same prompt, so the step runs once per utterance and is
+    then copied. So does the projection of the memory to cross-attention keys and values, whose
+    `beam - 1` needless copies cost two thirds of the encoder layers' FLOPs at beam 5. Only the
+    last prompt position is projected to the vocabulary: the others predict the prompt itself."""
+    batch, frames = memory.shape[:2]
+    mask = lengths_to_mask(memory_lengths, frames)
+    tokens = torch.tensor(prefix, device=memory.device).repeat(batch, 1)
+    logits, cache, _ = model.decoder.step(tokens, model.decoder.init_cache(memory), mask, last_only=True)
+    rows = torch.arange(batch, device=memory.device).repeat_interleave(beam)
+    return logits[rows], cache.reorder(rows), mask[rows]

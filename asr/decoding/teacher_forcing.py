@@ -44,21 +44,53 @@ def teacher_force(
     lengths = [len(s) for s in sequences]
     width = len(prefix) + max(lengths)
     tokens_in = torch.full((len(sequences), width), config.eos_id, dtype=torch.long)
-    # Output position p predicts input token p + 1: the first len(prefix) - 1 predict the prompt.
-    targets = torch.full((len(sequences), width), config.eos_id, dtype=torch.long)
     for r, seq in enumerate(sequences):
         tokens_in[r, : len(prefix) + len(seq)] = torch.tensor([*prefix, *seq], dtype=torch.long)
-        targets[r, len(prefix) - 1 : len(prefix) - 1 + len(seq)] = torch.tensor(seq, dtype=torch.long)
-    tokens_in, targets = tokens_in.to(memory.device), targets.to(memory.device)
+    tokens_in = tokens_in.to(memory.device)
     in_lengths = torch.tensor(lengths, device=memory.device) + len(prefix)
     memory_mask = lengths_to_mask(memory_lengths, memory.shape[1])[index]
-    out = model.decoder(tokens_in, in_lengths, memory[index], memory_mask, need_weights=need_weights)
-    picked = torch.log_softmax(out.logits.float(), dim=-1).gather(-1, targets[..., None])[..., 0]
+    out = model.decoder.states(tokens_in, in_lengths, memory[index], memory_mask, need_weights=need_weights)
+
+    # Output position p predicts input token p + 1, so the first len(prefix) - 1 positions predict
+    # the prompt and are not scored, nor is the padding. The projection to the vocabulary costs
+    # the most, so each distinct state (an utterance and the tokens so far: n-best lists mostly
+    # share their beginnings) is projected once.
     first = len(prefix) - 1  # the position that predicts the first token
-    token_log_probs = [picked[r, first : first + n + 1] for r, n in enumerate(lengths)]
+    states, reads = _distinct_states(utterance, sequences, first)
+    rows, positions = (torch.tensor(column, device=memory.device) for column in zip(*states))
+    log_probs = torch.log_softmax(model.decoder.project(out.states[rows, positions]).float(), dim=-1)
+    targets = torch.tensor([t for seq in sequences for t in (*seq, config.eos_id)], device=memory.device)
+    picked = log_probs[torch.tensor(reads, device=memory.device), targets]
+    token_log_probs = list(picked.split([n + 1 for n in lengths]))
     cross = None
     if need_weights:
         stacked = torch.stack(out.cross_attention, dim=1).float()  # (R, layers, heads, width, T')
         frames = memory_lengths[index].tolist()
         cross = [stacked[r, :, :, first : first + n + 1, : frames[r]] for r, n in enumerate(lengths)]
     return TeacherForced(token_log_probs, cross)
+
+
+def _distinct_states(
+    utterance: Sequence[int], sequences: Sequence[Sequence[int]], first: int
+) -> tuple[list[tuple[int, int]], list[int]]:
+    """The distinct decoder states that score the sequences, as (row, position) of the padded batch,
+    and for each scored position (sequence by sequence: the one before each token, then the one
+    before <eos>) the index of its state. A state is the same wherever utterance and tokens so far
+    are: the states form a trie of the sequences per utterance."""
+    node_of: dict[tuple[int, int], int] = {}  # (parent node, token) -> node; -1 - u is utterance u's root
+    states: list[tuple[int, int]] = []  # per node, where the batch computes it first
+    reads: list[int] = []
+
+    def node(key: tuple[int, int], row: int, position: int) -> int:
+        if key not in node_of:
+            node_of[key] = len(states)
+            states.append((row, position))
+        return node_of[key]
+
+    for row, (u, seq) in enumerate(zip(utterance, sequences)):
+        current = node((-1 - u, -1), row, first)
+        reads.append(current)
+        for i, token in enumerate(seq):
+            current = node((current, token), row, first + 1 + i)
+            reads.append(current)
+    return states, reads

@@ -21,10 +21,15 @@ class DecoderCache:
     self_kv: list[Optional[tuple[Tensor, Tensor]]] = field(default_factory=list)
     length: int = 0
 
-    def reorder(self, index: Tensor) -> "DecoderCache":
-        """Selects batch rows (e.g. surviving beams) from every cached tensor."""
+    def reorder(self, index: Tensor, cross: bool = True) -> "DecoderCache":
+        """Selects batch rows (e.g. surviving beams) from every cached tensor.
+
+        `cross=False` keeps the cross-attention keys and values as they are: right when row i
+        of the result belongs to the same utterance as row i before (beams reordered within each
+        utterance), since they depend on the utterance only; it saves copying them every step."""
         pick = lambda kv: None if kv is None else (kv[0].index_select(0, index), kv[1].index_select(0, index))  # noqa: E731
-        return DecoderCache([pick(kv) for kv in self.cross], [pick(kv) for kv in self.self_kv], self.length)
+        return DecoderCache([pick(kv) for kv in self.cross] if cross else self.cross,
+                            [pick(kv) for kv in self.self_kv], self.length)
 
 
 @dataclass
@@ -32,6 +37,13 @@ class DecoderOutput:
     logits: Tensor  # (B, L, vocab)
     cross_attention: Optional[list[Tensor]] = None  # per layer (B, H, L, T')
     self_attention: Optional[list[Tensor]] = None  # per layer (B, H, L, L)
+
+
+@dataclass
+class DecoderStates:
+    states: Tensor  # (B, L, d), final and normalised: TransformerDecoder.project makes them logits
+    cross_attention: Optional[list[Tensor]] = None
+    self_attention: Optional[list[Tensor]] = None
 
 
 class DecoderLayer(nn.Module):
@@ -77,6 +89,9 @@ class TransformerDecoder(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(DecoderLayer(d_model, config) for _ in range(config.num_layers))
         self.norm = nn.LayerNorm(d_model)
+        # An output projection of its own in place of the tied embedding, e.g. an int8 copy of it
+        # (asr.model.quantize); None uses the embedding matrix itself.
+        self.output: Optional[nn.Module] = None
 
     def init_cache(self, memory: Tensor) -> DecoderCache:
         cross = [layer.cross_attn.project_kv(memory) for layer in self.layers]
@@ -88,8 +103,14 @@ class TransformerDecoder(nn.Module):
             raise ValueError(f"token sequence of {offset + length} exceeds decoder max_length {self.config.max_length}")
         return self.dropout(self.embed(tokens) + self.positions[offset : offset + length])
 
-    def _logits(self, x: Tensor) -> Tensor:
-        return self.norm(x) @ self.embed.weight.t()  # output projection tied to the embedding
+    def project(self, states: Tensor) -> Tensor:
+        """Logits (..., vocab) of final states (..., d) as `states` returns them.
+
+        The projection to a large vocabulary (Whisper's 51864 tokens) costs more than all the
+        decoder layers, so callers that need only some positions project only those."""
+        if self.output is not None:
+            return self.output(states)
+        return states @ self.embed.weight.t()  # output projection tied to the embedding
 
     def forward(
         self,
@@ -100,6 +121,18 @@ class TransformerDecoder(nn.Module):
         need_weights: bool = False,
     ) -> DecoderOutput:
         """Teacher-forced pass over whole sequences. memory_mask: (B, T') bool."""
+        out = self.states(tokens, token_lengths, memory, memory_mask, need_weights)
+        return DecoderOutput(self.project(out.states), out.cross_attention, out.self_attention)
+
+    def states(
+        self,
+        tokens: Tensor,
+        token_lengths: Tensor,
+        memory: Tensor,
+        memory_mask: Tensor,
+        need_weights: bool = False,
+    ) -> DecoderStates:
+        """As `forward`, without the output projection."""
         length = tokens.shape[1]
         causal = torch.ones(length, length, dtype=torch.bool, device=tokens.device).tril()
         keys_valid = torch.arange(length, device=tokens.device)[None, :] < token_lengths[:, None]
@@ -113,12 +146,14 @@ class TransformerDecoder(nn.Module):
             if need_weights:
                 self_all.append(self_w)
                 cross_all.append(cross_w)
-        return DecoderOutput(self._logits(x), cross_all, self_all)
+        return DecoderStates(self.norm(x), cross_all, self_all)
 
     def step(
-        self, tokens: Tensor, cache: DecoderCache, memory_mask: Tensor, need_weights: bool = False
+        self, tokens: Tensor, cache: DecoderCache, memory_mask: Tensor, need_weights: bool = False,
+        last_only: bool = False,
     ) -> tuple[Tensor, DecoderCache, Optional[list[Tensor]]]:
-        """Feeds the newest tokens (B, n) after `cache.length` earlier ones; returns their logits (B, n, V)."""
+        """Feeds the newest tokens (B, n) after `cache.length` earlier ones; returns their logits
+        (B, n, V), or (B, 1, V) of the last one only with `last_only`."""
         n = tokens.shape[1]
         x = self._embed(tokens, cache.length)
         # A new token may see every cached position and the new ones up to itself.
@@ -131,4 +166,6 @@ class TransformerDecoder(nn.Module):
             new_self.append(kv)
             if cross_all is not None:
                 cross_all.append(cross_w)
-        return self._logits(x), DecoderCache(cache.cross, new_self, total), cross_all
+        if last_only:
+            x = x[:, -1:]
+        return self.project(self.norm(x)), DecoderCache(cache.cross, new_self, total), cross_all
