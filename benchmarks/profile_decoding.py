@@ -37,6 +37,7 @@ def labelled(function, label: str):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=asr.DEFAULT_MODEL, help="bundled model name or model folder")
     parser.add_argument("--mode", default="rescore")
     parser.add_argument("--clips", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)
@@ -44,7 +45,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=12, help="operators listed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    recognizer = asr.load_model(quantize=args.quantize) if args.quantize else asr.load_model()
+    recognizer = asr.load_model(args.model, quantize=args.quantize) if args.quantize else asr.load_model(args.model)
     audio = [load(c) for c in short_clips(args.clips)]
     recognizer.transcribe(audio[0], mode=args.mode)  # warm-up
 
