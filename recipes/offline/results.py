@@ -67,13 +67,44 @@ def low_snr_gain(results: dict) -> list[str]:
         return []
     lines = []
     for snr in results["wer"]["snrs"]:
-        plain, noise = systems["plain"]["average"].get(str(snr)), systems["noise"]["average"].get(str(snr))
+        key = snr if snr == "clean" else f"{snr:g}"
+        plain, noise = systems["plain"]["average"].get(key), systems["noise"]["average"].get(key)
         if plain is None or noise is None:
             continue
-        relative = (plain - noise) / plain if plain else 0.0
+        relative = abs(noise - plain) / plain if plain else 0.0
         lines.append(f"- {snr if snr == 'clean' else f'{snr:g} dB'}: plain {100 * plain:.1f} %, noise-augmented "
-                     f"{100 * noise:.1f} % ({100 * (plain - noise):+.1f} points absolute, {100 * relative:.0f} % relative "
+                     f"{100 * noise:.1f} % ({100 * (noise - plain):+.1f} points, {100 * relative:.0f} % "
                      f"{'fewer' if noise <= plain else 'more'} errors)")
+    return lines
+
+
+def focus_comparison(results: dict) -> list[str]:
+    """Share of attention on speech frames (and its normalised entropy), per SNR pooled over the noise
+    kinds, for both models side by side: did noise augmentation keep attention on the voice?"""
+    focus = results.get("focus", {})
+    if not {"plain", "noise"} <= set(focus):
+        return []
+    lines = []
+    for attention in ("cross", "encoder"):
+        if attention not in focus["plain"] or attention not in focus["noise"]:
+            continue
+        snrs = [s if s == "clean" else f"{s:g}" for s in results["wer"]["snrs"]]
+        lines += ["", f"{'Cross' if attention == 'cross' else 'Encoder self'}-attention, mean over layers and heads: "
+                  "share on speech frames / normalised entropy (1 = uniform)", "",
+                  "| model | " + " | ".join(s if s == "clean" else f"{s} dB" for s in snrs) + " |",
+                  "|---|" + "---:|" * len(snrs)]
+        for model in ("plain", "noise"):
+            by_condition = focus[model][attention]["by_condition"]
+            cells = []
+            for snr in snrs:
+                names = [c for c in by_condition if c == snr or c.rsplit("_", 1)[-1] == snr]
+                share = sum(by_condition[c]["overall"]["speech_share"] for c in names) / max(1, len(names))
+                entropy = sum(by_condition[c]["overall"]["normalized_entropy"] for c in names) / max(1, len(names))
+                cells.append(f"{share:.3f} / {entropy:.2f}" if names else "–")
+            lines.append(f"| {MODELS[model]} | " + " | ".join(cells) + " |")
+        chance = focus["plain"][attention]["by_condition"].get("clean", {}).get("chance")
+        if chance is not None:
+            lines.append(f"\nChance (the share of speech frames): {chance:.3f}.")
     return lines
 
 
@@ -109,8 +140,8 @@ def main() -> None:
     if (noisy / "results.json").is_file():
         results = json.loads((noisy / "results.json").read_text())
         lines += ["", "## Held-out noise (stage 5, `asr eval-noise` on `test_noise_mix.jsonl`)", "",
-                  "Noise augmentation, WER averaged over the noise kinds:", "", *low_snr_gain(results), "",
-                  (noisy / "results.md").read_text().strip()]
+                  "Noise augmentation, WER averaged over the noise kinds:", "", *low_snr_gain(results),
+                  *focus_comparison(results), "", (noisy / "results.md").read_text().strip()]
     args.out.write_text("\n".join(lines) + "\n")
     print(args.out)
 
