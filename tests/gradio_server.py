@@ -1,5 +1,6 @@
-"""Waiting for a `gradio_app.py` subprocess to serve, shared by the browser and load tests."""
+"""A free port, and waiting for a `gradio_app.py` subprocess to serve, shared by the browser and load tests."""
 
+import socket
 import subprocess
 import time
 import urllib.error
@@ -9,6 +10,12 @@ from pathlib import Path
 import pytest
 
 STARTUP_SECONDS = 180  # importing torch and gradio on a busy 2-core machine
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:

@@ -10,7 +10,6 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio_client is impo
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import re  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -22,7 +21,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 from asr.audio import load_audio  # noqa: E402
-from tests.gradio_server import wait_until_serving  # noqa: E402
+from tests.gradio_server import free_port, wait_until_serving  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[1]
@@ -37,16 +36,10 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, data_dir, tmp_path_factory):
     """The app as a user starts it, on a free localhost port; yields its URL."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("gradio_server") / "server.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "gradio_app.py", "--model", str(tiny_model_dir), "--port", str(port),

@@ -12,7 +12,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import ipaddress  # noqa: E402
 import json  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -28,7 +27,7 @@ import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
-from tests.gradio_server import wait_until_serving  # noqa: E402
+from tests.gradio_server import free_port, wait_until_serving  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from gradio_client.utils import QueueError  # noqa: E402
 
@@ -50,16 +49,10 @@ class Server(NamedTuple):
     process: subprocess.Popen
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, data_dir, tmp_path_factory):
     """The app started with no --host, as a user starts it, on a free port."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("gradio_load") / "server.log"
     env = {key: value for key, value in os.environ.items() if key != "GRADIO_SERVER_NAME"}
     # glibc gives each of gradio's worker threads an arena of its own and keeps what they freed, so

@@ -13,29 +13,21 @@ The same real-speech split as recipes/whisper_ctc, so the two recipes' tables co
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 from pathlib import Path
+
+from asr.data.manifest import Utterance, read_manifest, write_jsonl
 
 TEST_FSDD_SPEAKERS = {"nicolas", "theo"}
 LJ_TEST, LJ_DEV = 85, 20
 FSDD_DEV = 40
 
 
-def read(path: Path, resolve: bool = True) -> list[dict]:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    if resolve:
-        for row in rows:
-            row["audio"] = str((path.parent / row["audio"]).resolve())
-    return rows
-
-
-def write(rows: list[dict], path: Path) -> None:
-    keep = ("id", "audio", "text", "duration", "speaker")
-    path.write_text("".join(json.dumps({k: r[k] for k in keep if k in r}) + "\n" for r in rows))
-    print(f"{path}: {len(rows)} utterances, {sum(r['duration'] for r in rows) / 60:.1f} min, "
-          f"{len({r['speaker'] for r in rows})} speakers")
+def write(utterances: list[Utterance], path: Path) -> None:
+    write_jsonl(utterances, path)
+    print(f"{path}: {len(utterances)} utterances, {sum(u.duration for u in utterances) / 60:.1f} min, "
+          f"{len({u.speaker for u in utterances})} speakers")
 
 
 def main() -> None:
@@ -43,17 +35,17 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("ASR_DATA_DIR", "../shared/data")))
     parser.add_argument("--data", type=Path, default=Path("recipes/offline/data"), help="synth_*.jsonl are here; output too")
     args = parser.parse_args()
-    speech, data = args.data_dir / "speech", args.data
+    speech, data = args.data_dir.resolve() / "speech", args.data  # absolute audio paths in the manifests
     rng = random.Random(0)
 
-    lj = sorted(read(speech / "ljspeech_subset/manifest.jsonl"), key=lambda r: r["id"])
+    lj = sorted(read_manifest(speech / "ljspeech_subset/manifest.jsonl"), key=lambda u: u.id)
     lj_train, lj_dev, lj_test = lj[: -LJ_TEST - LJ_DEV], lj[-LJ_TEST - LJ_DEV : -LJ_TEST], lj[-LJ_TEST:]
-    fsdd = read(speech / "fsdd/manifest.jsonl")
-    fsdd_train = [r for r in fsdd if r["speaker"] not in TEST_FSDD_SPEAKERS]
-    fsdd_test = [r for r in fsdd if r["speaker"] in TEST_FSDD_SPEAKERS]
+    fsdd = read_manifest(speech / "fsdd/manifest.jsonl")
+    fsdd_train = [u for u in fsdd if u.speaker not in TEST_FSDD_SPEAKERS]
+    fsdd_test = [u for u in fsdd if u.speaker in TEST_FSDD_SPEAKERS]
     rng.shuffle(fsdd_train)
     rng.shuffle(fsdd_test)
-    synth = {split: read(data / f"synth_{split}.jsonl", resolve=False) for split in ("train", "dev", "test")}
+    synth = {split: read_manifest(data / f"synth_{split}.jsonl") for split in ("train", "dev", "test")}
     rng.shuffle(synth["test"])
 
     write(synth["train"] + lj_train + fsdd_train[FSDD_DEV:], data / "train.jsonl")
@@ -61,13 +53,13 @@ def main() -> None:
     write(synth["test"], data / "test_synth_voices.jsonl")
     write(fsdd_test[:200], data / "test_fsdd.jsonl")
     write(lj_test, data / "test_ljspeech.jsonl")
-    write(read(speech / "speechbrain_asr/manifest.jsonl") + read(speech / "librispeech_mini/manifest.jsonl"),
+    write(read_manifest(speech / "speechbrain_asr/manifest.jsonl") + read_manifest(speech / "librispeech_mini/manifest.jsonl"),
           data / "test_other_real.jsonl")
     # The noise sweep decodes each clip ~20 times per model: 20 from each held-out kind of voice.
-    by_engine = {}
-    for row in synth["test"]:
-        by_engine.setdefault(row["speaker"], []).append(row)
-    mixed = [r for rows in by_engine.values() for r in rows[:5]] + fsdd_test[:20] + lj_test[:20]
+    by_voice: dict[str, list[Utterance]] = {}
+    for utt in synth["test"]:
+        by_voice.setdefault(utt.speaker, []).append(utt)
+    mixed = [u for utts in by_voice.values() for u in utts[:5]] + fsdd_test[:20] + lj_test[:20]
     write(mixed, data / "test_noise_mix.jsonl")
 
 
