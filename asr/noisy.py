@@ -13,6 +13,7 @@ What `make_noisy_sets` writes into its folder, all 16-bit FLAC at 16 kHz:
     <kind>_<snr>.jsonl, <kind>_<snr>/      one manifest and audio folder per kind and SNR
                                            (e.g. babble_-5.jsonl); utterance ids as in the clean manifest
     noise_only.jsonl, noise_only/          noise without speech and digital silence, reference text ""
+                                           (babble clips are crowds of several recordings)
 """
 
 from __future__ import annotations
@@ -35,10 +36,14 @@ from asr.errors import ManifestError
 CLEAN = "clean"
 NOISE_ONLY = "noise_only"
 SILENCE = "silence"
+BABBLE = "babble"
 PEAK = 0.99  # a mixture louder than this is scaled down as a whole, which keeps its SNR, instead of clipped
 # Noise-only clips are played at about the level of speech recorded near full scale, so that the
 # check asks whether the model invents words for noise as loud as the voices it is meant to hear.
 NOISE_ONLY_LEVEL_DBFS = -25.0
+# A babble recording may hold one or two clear talkers, and a clear talker is speech, not noise:
+# a noise-only babble clip is a crowd, this many recordings (or all there are) at equal level.
+CROWD_RECORDINGS = 4
 
 
 @dataclass(frozen=True)
@@ -134,8 +139,8 @@ def write_noise_only(banks: dict[str, NoiseBank], directory: Path, seed: int, se
     for kind, bank in banks.items():
         for index in range(clips_per_kind):
             rng = seeded_rng(seed, NOISE_ONLY, kind, str(index))
-            _, recording = bank.choose(rng)
-            crop = fit_to_length(recording, length, rng).astype(np.float64)
+            crop = _crowd(bank, length, rng) if kind == BABBLE else fit_to_length(bank.choose(rng)[1], length, rng)
+            crop = crop.astype(np.float64)
             rms = float(np.sqrt(np.mean(crop**2)))
             scaled = crop * (level / rms) if rms > 0 else crop
             clips.append((f"{kind}_{index}", kind, np.clip(scaled, -PEAK, PEAK)))
@@ -148,6 +153,17 @@ def write_noise_only(banks: dict[str, NoiseBank], directory: Path, seed: int, se
         rows.append({"id": clip_id, "audio": str(audio.relative_to(directory)), "text": "",
                      "duration": round(len(samples) / sample_rate, 3), "kind": kind})
     return _write_rows(rows, directory / f"{NOISE_ONLY}.jsonl")
+
+
+def _crowd(bank: NoiseBank, length: int, rng: np.random.Generator) -> np.ndarray:
+    """Crops of CROWD_RECORDINGS different recordings of `bank`, each at unit RMS, summed."""
+    picks = rng.choice(len(bank), size=min(CROWD_RECORDINGS, len(bank)), replace=False)
+    crowd = np.zeros(length)
+    for index in sorted(int(i) for i in picks):
+        crop = fit_to_length(bank.load(index), length, rng).astype(np.float64)
+        rms = float(np.sqrt(np.mean(crop**2)))
+        crowd += crop / rms if rms > 0 else crop
+    return crowd
 
 
 def clip_kinds(manifest: str | Path) -> dict[str, str]:

@@ -254,6 +254,26 @@ def test_config_round_trips_and_rejects_bad_values(data_dir):
         build_augmenter(full_config(data_dir), [], seed=0)  # babble wanted, no voices
 
 
+def test_augmentation_waits_for_its_start_epoch(data_dir, voices):
+    from asr.data.dataset import SpeechDataset
+    from asr.data.manifest import Utterance
+    from asr.tokenizer import CharTokenizer
+
+    audio = str(data_dir / "speech" / "ljspeech_subset" / "audio" / "LJ001-0002.flac")
+    utts = [Utterance(id="a", audio=audio, text="in being comparatively modern", duration=1.9)]
+    augmenter = build_augmenter(full_config(data_dir, start_epoch=2, speeds=[1.1]), voices, seed=0)
+    dataset = SpeechDataset(utts, CharTokenizer.train([u.text for u in utts]), augmenter=augmenter, seed=3)
+    clean = load_audio(audio)
+    for epoch, augmented in ((0, False), (1, False), (2, True), (5, True)):
+        dataset.epoch = epoch
+        waveform = dataset[0].waveform.numpy()
+        assert (len(waveform) != len(clean)) == augmented  # speed 1.1 shortens every augmented copy
+        if not augmented:
+            assert np.array_equal(waveform, clean)
+    with pytest.raises(ConfigError):
+        AugmentConfig(start_epoch=-1)
+
+
 # --- the train/test split ------------------------------------------------------------------------
 
 def test_noise_and_rir_splits_are_disjoint_and_complete(data_dir):

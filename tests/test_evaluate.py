@@ -81,6 +81,34 @@ def test_noisy_sets_are_deterministic_and_use_test_noise_only(few_digits, data_d
                                             "silence_0": "silence", "silence_1": "silence"}
 
 
+def test_noise_only_babble_is_a_crowd_of_recordings(few_digits, data_dir, tmp_path):
+    from asr.noisy import CROWD_RECORDINGS, held_out_noise
+
+    sets = make_noisy_sets(few_digits, data_dir / "noise", ["babble"], [None], tmp_path, clip_seconds=1.0,
+                           clips_per_kind=3)
+    bank = held_out_noise(data_dir / "noise" / "manifest.jsonl", ["babble"])["babble"]
+    assert len(bank) > CROWD_RECORDINGS
+    recordings = [load_audio(e.audio) for e in bank.entries]
+    for row in _rows(sets.noise_only):
+        if row["kind"] != "babble":
+            continue
+        clip = load_audio(sets.directory / row["audio"])
+        # No single recording explains the clip: at its best offset each correlates with it only in part
+        # (about 1/sqrt(CROWD_RECORDINGS)), where a crop of one recording would correlate fully.
+        best = max(_best_normalised_correlation(clip, r) for r in recordings)
+        assert 0.2 < best < 0.8
+
+
+def _best_normalised_correlation(clip: np.ndarray, recording: np.ndarray) -> float:
+    from scipy.signal import correlate
+
+    n = len(clip)
+    dots = correlate(recording.astype(np.float64), clip.astype(np.float64), mode="valid", method="fft")
+    energy = np.concatenate([[0.0], np.cumsum(recording.astype(np.float64) ** 2)])
+    window_norms = np.sqrt(np.maximum(energy[n:] - energy[:-n], 1e-12))
+    return float(np.max(np.abs(dots) / (window_norms * np.linalg.norm(clip))))
+
+
 def test_hallucination_counts_normalised_words():
     kinds = {"b0": "babble", "b1": "babble", "s0": "silence"}
     report = hallucination_by_kind(kinds, {"b0": "Uh, the the.", "b1": "...", "s0": ""})

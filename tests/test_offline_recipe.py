@@ -57,6 +57,61 @@ def test_sentence_splits_are_disjoint_and_keep_held_out_clips_out(data_dir):
     assert splits == texts.split_sentences(data_dir, held_out, templated=400, dev=20, test=30, seed=0)
 
 
+DICTD_SAMPLE = """\
+Affect \\Af*fect"\\, v. t. [L. affectus.]
+   1. To act upon; to produce an effect or change upon.
+      [1913 Webster]
+
+            The climate affected their health and spirits.
+                                                  --Macaulay.
+      [1913 Webster]
+
+            As for Queen Katharine, he rather respected than
+            affected, rather honored than loved, her. --Fuller.
+      [1913 Webster]
+
+            The confluence . . . of all true joys.
+      [1913 Webster]
+
+            Too short.
+      [1913 Webster]
+
+            [bracketed {markup} is not speakable].
+      [1913 Webster]
+"""
+
+
+def test_dictionary_quotations_are_plain_sentences_without_credits(tmp_path):
+    import gzip
+
+    path = tmp_path / "gcide.dict.dz"
+    with gzip.open(path, "wt") as f:
+        f.write(DICTD_SAMPLE + DICTD_SAMPLE)  # a repeated quotation is kept once
+    assert texts.dictionary_quotations(path) == [
+        "The climate affected their health and spirits.",
+        "As for Queen Katharine, he rather respected than affected, rather honored than loved, her.",
+        "The confluence of all true joys.",
+    ]
+    assert texts.dictionary_quotations(tmp_path / "missing.dz") == []
+
+
+def test_quotations_are_extra_training_texts_that_leave_the_plan_unchanged(tmp_path):
+    sentences = {"train": [f"Train {i}." for i in range(40)], "dev": ["Dev one.", "Quote two."],
+                 "test": [f"Test {i}." for i in range(20)]}
+    base = synthesize.plan(sentences, ["Held out."], 3, 1, 2, tmp_path, seed=0)
+    quotations = [f"Quote {word}." for word in ("one", "two", "three", "four", "five")] * 10
+    quotations = list(dict.fromkeys(quotations)) + [f"Quote {i}." for i in range(100)]
+    extended = synthesize.plan(sentences, ["Held out."], 3, 1, 2, tmp_path, 0, quotations, quotations_per_voice=4)
+    assert extended["dev"] == base["dev"] and extended["test"] == base["test"]
+    assert extended["train"][: len(base["train"])] == base["train"]
+    extra = extended["train"][len(base["train"]) :]
+    train_voices = [v for v in synthesize.VOICES if v.split == "train"]
+    assert len(extra) == 4 * len(train_voices) and {j.voice for j in extra} == set(train_voices)
+    assert len({j.text for j in extra}) == len(extra)  # every quotation is read once
+    assert "Quote two." not in {j.text for j in extra}  # a dev sentence stays out of training
+    assert len({j.id for j in extended["train"]}) == len(extended["train"])
+
+
 def test_every_engine_keeps_a_voice_out_of_training():
     engines = {v.engine for v in synthesize.VOICES}
     assert engines == {"espeak", "flite", "festival", "piper"}

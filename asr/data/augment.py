@@ -138,6 +138,9 @@ class AugmentConfig:
     clip_prob: float = 0.05
     clip_max_fraction: float = 0.02  # at most this share of an utterance's samples is clipped
     cache_seconds: float = 1800.0  # decoded audio kept in memory per process, for each of noise, RIRs and babble voices
+    # Epochs before this one train on clean audio: a small model learns to align on clean speech
+    # first, then to hold on to it in noise. Until then a run is exactly the unaugmented run.
+    start_epoch: int = 0
 
     def __post_init__(self) -> None:
         probabilities = {"reverb_prob": self.reverb_prob, "noise_prob": self.noise_prob,
@@ -154,6 +157,8 @@ class AugmentConfig:
             raise ConfigError("AugmentConfig: each *_min_db must be at most its *_max_db")
         if not 1 <= self.babble_min_talkers <= self.babble_max_talkers:
             raise ConfigError("AugmentConfig: need 1 <= babble_min_talkers <= babble_max_talkers")
+        if self.start_epoch < 0:
+            raise ConfigError(f"AugmentConfig.start_epoch must be at least 0, got {self.start_epoch}")
         if not 0.0 < self.clip_max_fraction < 1.0:
             raise ConfigError(f"AugmentConfig.clip_max_fraction must be in (0, 1), got {self.clip_max_fraction}")
 

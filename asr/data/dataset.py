@@ -83,7 +83,8 @@ class SpeechDataset(torch.utils.data.Dataset):
                 return utt.id, "transcript is empty after text normalisation"
         try:
             waveform = load_audio(utt.audio, self.sample_rate)
-            if self.augmenter is not None:  # babble voices load lazily, so augmentation can meet a bad file too
+            # babble voices load lazily, so augmentation can meet a bad file too
+            if self.augmenter is not None and self.epoch >= self.augmenter.config.start_epoch:
                 waveform = self.augmenter(waveform, np.random.default_rng([self.seed, self.epoch, index]))
         except AudioError as err:
             return utt.id, str(err)

@@ -3,7 +3,7 @@
 # noise at six SNRs, words output on noise-only and silent clips, and where attention goes.
 #
 #   recipes/noisy_eval/run.sh [--stage N] [--stop-stage N] [--data-dir DIR] [--manifest M] [--out DIR]
-#                             [--peers faster-whisper-int8,pocketsphinx]
+#                             [--peers faster-whisper-int8,pocketsphinx] [--threads N]
 #
 # Stages: 0 noisy test audio, 1 peers transcribe it (needs pip install -e ".[bench]"),
 # 2 the sweep (our models + peers' hypotheses, with the attention-focus analysis),
@@ -33,6 +33,7 @@ while [ $# -gt 0 ]; do
     --peers) peers=$2; shift 2 ;;
     --extra-models) extra_models=$2; shift 2 ;;
     --clips-per-kind) clips_per_kind=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done

@@ -41,11 +41,23 @@ if run 1; then
   python recipes/offline/prepare.py --data-dir "$data_dir" --data $data
 fi
 if run 2; then
+  # Until augment.start_epoch the noise config trains exactly as the plain one does (same seed, same
+  # batches, clean audio). Train that part once, on every core, and start the noise run from it.
+  start_epoch=$(python -c "import yaml; print(yaml.safe_load(open('recipes/offline/conf/train_noise.yaml'))['data']['augment'].get('start_epoch', 0))")
+  if [ "$models" = "plain noise" ] && [ "$start_epoch" -gt 0 ] && [ ! -d "$exp/noise/checkpoints" ]; then
+    resume=()
+    [ -d "$exp/plain/checkpoints" ] && resume=(--resume)
+    asr train recipes/offline/conf/train_plain.yaml "${resume[@]}" --threads "$jobs" --set optim.max_epochs="$start_epoch" \
+      > "$exp/plain.train.log" 2>&1
+    shared=$(ls "$exp/plain/checkpoints"/step_*.pt | tail -n 1)
+    mkdir -p "$exp/noise/checkpoints"
+    cp "$shared" "$shared.sha256" "$exp/noise/checkpoints/"
+  fi
   # One thread each, at once: on two cores that is faster than two threads each, one after the other.
   for m in $models; do
     resume=()
     [ -d "$exp/$m/checkpoints" ] && resume=(--resume)
-    OMP_NUM_THREADS=1 asr train recipes/offline/conf/train_$m.yaml "${resume[@]}" > "$exp/$m.train.log" 2>&1 &
+    OMP_NUM_THREADS=1 asr train recipes/offline/conf/train_$m.yaml "${resume[@]}" >> "$exp/$m.train.log" 2>&1 &
   done
   wait
 fi

@@ -35,7 +35,7 @@ import torch
 import torchaudio.functional as AF
 from tqdm import tqdm
 
-from texts import split_sentences
+from texts import dictionary_quotations, split_sentences
 
 SAMPLE_RATE = 16000
 LJ_HELD_OUT = 105  # the last 85 LJ Speech clips are test and the 20 before them dev, as in recipes/whisper_ctc
@@ -151,9 +151,12 @@ def _trim(audio: np.ndarray, keep: float = 0.15) -> np.ndarray:
 
 
 def plan(sentences: dict[str, list[str]], held_out_prose: list[str], per_voice: int, dev_per_voice: int,
-         test_per_voice: int, out: Path, seed: int) -> dict[str, list[Job]]:
+         test_per_voice: int, out: Path, seed: int, quotations: list[str] = (),
+         quotations_per_voice: int = 0) -> dict[str, list[Job]]:
     """Which voice reads which sentence: training voices read train (and dev) sentences, held-out
-    voices read test sentences and the held-out LJ Speech clips' text."""
+    voices read test sentences and the held-out LJ Speech clips' text. Then each training voice
+    reads `quotations_per_voice` quotations of its own (planned last, so that adding them leaves
+    every other utterance as it was)."""
     rng = random.Random(seed)
     jobs: dict[str, list[Job]] = {"train": [], "dev": [], "test": []}
     test_texts = sentences["test"] + held_out_prose
@@ -170,6 +173,11 @@ def plan(sentences: dict[str, list[str]], held_out_prose: list[str], per_voice: 
             add("dev", voice, rng.sample(sentences["dev"], min(dev_per_voice, len(sentences["dev"]))))
         else:
             add("test", voice, rng.sample(test_texts, min(test_per_voice, len(test_texts))))
+    not_train = set(test_texts) | set(sentences["dev"])
+    unread = [q for q in quotations if q not in not_train]
+    random.Random(seed + 1).shuffle(unread)
+    for i, voice in enumerate(v for v in VOICES if v.split == "train"):
+        add("train", voice, unread[i * quotations_per_voice : (i + 1) * quotations_per_voice])
     return jobs
 
 
@@ -182,6 +190,8 @@ def main() -> None:
     parser.add_argument("--dev-per-voice", type=int, default=8)
     parser.add_argument("--test-per-voice", type=int, default=50)
     parser.add_argument("--templated", type=int, default=3000, help="generated digit/number/date/command sentences")
+    parser.add_argument("--quotations-per-voice", type=int, default=200,
+                        help="extra training utterances per training voice, each a different dictionary quotation")
     parser.add_argument("--jobs", type=int, default=os.cpu_count())
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -190,8 +200,11 @@ def main() -> None:
     lj = sorted((json.loads(l) for l in lj_manifest.read_text().splitlines() if l.strip()), key=lambda r: r["id"])
     held_out = lj[-LJ_HELD_OUT:]
     sentences = split_sentences(args.data_dir, {r["id"] for r in held_out}, args.templated, dev=80, test=150, seed=args.seed)
+    quotations = dictionary_quotations()
+    if args.quotations_per_voice and not quotations:
+        print("no dictionary quotations: install Debian's dict-gcide to add them to the training texts")
     jobs = plan(sentences, [r["text"] for r in held_out[-85:]], args.per_voice, args.dev_per_voice,
-                args.test_per_voice, args.out, args.seed)
+                args.test_per_voice, args.out, args.seed, quotations, args.quotations_per_voice)
 
     start = time.time()
     args.manifests.mkdir(parents=True, exist_ok=True)

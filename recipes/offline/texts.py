@@ -6,13 +6,20 @@ public domain) when it is there; the LJ Speech clips that the recipe tests on ar
 that file is missing, the transcripts of the LJ Speech training clips in `speech/ljspeech_subset`
 stand in for it. The other sentences are generated from templates, written the way a transcript
 writes them (words, not digits), so the character tokenizer sees every number spelt out.
+
+More training prose comes from the example quotations in the GNU Collaborative International
+Dictionary of English (Debian's `dict-gcide`, GPL; the quotations are from Webster's 1913, public
+domain): tens of thousands of distinct sentences, so that a small model cannot learn the training
+texts by heart and has to listen.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import random
+import re
 from pathlib import Path
 
 ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen " \
@@ -116,6 +123,34 @@ def prose(data_dir: Path, held_out_ids: set[str]) -> tuple[list[str], str]:
     manifest = data_dir / "speech" / "ljspeech_subset" / "manifest.jsonl"
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     return [r["text"] for r in rows if r["id"] not in held_out_ids], f"{manifest} (text/ljspeech_metadata.csv is missing)"
+
+
+GCIDE = Path("/usr/share/dictd/gcide.dict.dz")  # dictzip is gzip-compatible
+_QUOTATION_INDENT = 10  # quotations sit deeper than definitions (3-6 spaces) in the dictd text
+_SPEAKABLE = re.compile(r"[A-Z][A-Za-z ,;:'!?-]*[.!?]")
+
+
+def dictionary_quotations(path: Path = GCIDE, min_words: int = 5, max_words: int = 20) -> list[str]:
+    """Distinct example quotations from the GCIDE dictd file, without their "--Author" credit, in
+    file order; only plain sentences of letters and punctuation ([] if the file is missing)."""
+    if not path.is_file():
+        return []
+    quotations, block = [], []
+    with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.strip() and len(line) - len(line.lstrip(" ")) >= _QUOTATION_INDENT:
+                block.append(line.strip())
+                continue
+            if block:
+                quotations.append(" ".join(block))
+                block = []
+    sentences = []
+    for quotation in quotations:
+        text = re.sub(r"\s*--\s*[A-Z][\w. ]*$", "", quotation)  # the author's name
+        text = re.sub(r"\s+", " ", text.replace(". . .", " ")).strip()
+        if _SPEAKABLE.fullmatch(text) and min_words <= len(text.split()) <= max_words:
+            sentences.append(text)
+    return list(dict.fromkeys(sentences))
 
 
 def split_sentences(data_dir: Path, held_out_ids: set[str], templated: int, dev: int, test: int,
