@@ -36,6 +36,22 @@ def test_ctc_sequence_likelihood_is_the_sum_over_alignments():
         assert got == pytest.approx(exact[labels], abs=1e-4)
 
 
+def test_beam_search_attention_scores_equal_a_teacher_forced_pass(whisper):
+    """Rescoring reuses the beam search's attention scores instead of a second decoder pass."""
+    from asr.decoding.beam_search import beam_search
+
+    model = whisper.model
+    wave = torch.from_numpy(load_audio(REPO / "audio_samples" / "spk1_snt1.flac"))
+    with torch.no_grad():
+        enc = model.encode(wave[None], torch.tensor([len(wave)]))
+    nbest = beam_search(model, enc.hidden, enc.lengths, beam_size=3)[0]
+    scored = [h for h in nbest if h.attention_score is not None]
+    assert scored and all(h.tokens for h in scored)
+    forced = teacher_force(model, enc.hidden, enc.lengths, [0] * len(scored), [h.tokens for h in scored])
+    for h, log_probs in zip(scored, forced.token_log_probs):
+        assert h.attention_score == pytest.approx(float(log_probs.sum()), abs=1e-3)
+
+
 def test_cross_vocabulary_rescoring_picks_the_best_combined_score(whisper):
     model, tok, ctc_tok = whisper.model, whisper.tokenizer, whisper.ctc_tokenizer
     wave = torch.from_numpy(load_audio(REPO / "audio_samples" / "spk1_snt1.flac"))

@@ -50,10 +50,12 @@ class _Step:
     ctc: Optional[Tensor]  # (N, K) CTC prefix scores, None without CTC
 
     def hypothesis(self, c: _Candidate, ends: bool) -> Hypothesis:
-        """The tokens of row c.row, extended by its candidate unless that is <eos>."""
+        """The tokens of row c.row, extended by its candidate unless that is <eos>. Only a hypothesis
+        that ends with <eos> has its attention score, log P_att(tokens <eos>)."""
         seq = self.tokens[c.row].tolist() + ([] if ends else [int(self.candidates[c.row, c.column])])
         ctc = None if self.ctc is None else float(self.ctc[c.row, c.column])
-        return Hypothesis(tuple(seq), c.score, ctc, float(self.attention[c.row, c.column]))
+        attention = float(self.attention[c.row, c.column]) if ends else None
+        return Hypothesis(tuple(seq), c.score, ctc, attention)
 
 
 def never_emitted(config: ModelConfig) -> list[int]:

@@ -62,30 +62,38 @@ def cross_vocabulary_rescore(
     (decoder tokens); each is written in the other vocabulary through its text and scored by both
     models, ctc_weight * log P_ctc + (1 - ctc_weight) * log P_att + length_penalty * |tokens|.
     The attention decoder makes good candidates, and CTC, which must account for every frame,
-    rules out the decoder's loops and inventions. Returned hypotheses hold decoder tokens.
+    rules out the decoder's loops and inventions. An attention hypothesis that carries its
+    attention score keeps it; only the others go through the decoder again, whose projection to
+    the vocabulary is the costly part. Returned hypotheses hold decoder tokens.
     """
-    candidates: list[tuple[int, tuple[int, ...], list[int]]] = []  # (utterance, decoder tokens, CTC labels)
+    # (utterance, decoder tokens, CTC labels, log P_att if known)
+    candidates: list[tuple[int, tuple[int, ...], list[int], Optional[float]]] = []
     limit = max_tokens(model)
     for b, (from_ctc, from_attention) in enumerate(zip(ctc_nbest, attention_nbest)):
         seen: set[tuple[int, ...]] = set()
-        pairs = [(h.tokens, ctc_tokenizer.encode(tokenizer.decode(h.tokens))) for h in from_attention]
+        pairs = [(h.tokens, ctc_tokenizer.encode(tokenizer.decode(h.tokens)), h.attention_score) for h in from_attention]
         for h in from_ctc:
             text = ctc_tokenizer.decode(h.tokens)
-            pairs.append((tuple(tokenizer.encode(text)) if text else (), list(h.tokens)))
-        for tokens, labels in pairs:
+            pairs.append((tuple(tokenizer.encode(text)) if text else (), list(h.tokens), None))
+        for tokens, labels, attention in pairs:
             if tokens not in seen and len(tokens) <= limit:
                 seen.add(tokens)
-                candidates.append((b, tokens, labels))
+                candidates.append((b, tokens, labels, attention))
     if not candidates:
         return [Hypothesis((), float("-inf")) for _ in ctc_nbest]
-    utterance = [b for b, _, _ in candidates]
+    utterance = [c[0] for c in candidates]
     ctc_scores = sequence_log_likelihoods(ctc_log_probs, memory_lengths if ctc_lengths is None else ctc_lengths,
-                                          utterance, [c for _, _, c in candidates],
+                                          utterance, [c[2] for c in candidates],
                                           model.config.blank_id)
-    forced = teacher_force(model, memory, memory_lengths, utterance, [t for _, t, _ in candidates])
+    attention_scores = [c[3] for c in candidates]
+    unscored = [i for i, a in enumerate(attention_scores) if a is None]
+    if unscored:
+        forced = teacher_force(model, memory, memory_lengths, [utterance[i] for i in unscored],
+                               [candidates[i][1] for i in unscored])
+        for i, log_probs in zip(unscored, forced.token_log_probs):
+            attention_scores[i] = float(log_probs.sum())
     best: list[Optional[Hypothesis]] = [None] * len(ctc_nbest)
-    for (b, tokens, _), ctc, log_probs in zip(candidates, ctc_scores, forced.token_log_probs):
-        attention = float(log_probs.sum())
+    for (b, tokens, _, _), ctc, attention in zip(candidates, ctc_scores, attention_scores):
         score = combine_scores(attention, ctc, ctc_weight) + length_penalty * len(tokens)
         if best[b] is None or score > best[b].score:
             best[b] = Hypothesis(tokens, score, ctc, attention)
