@@ -119,8 +119,8 @@ def test_the_microphone_is_recognized(server, tmp_path):
     """Chromium's fake microphone plays a recording (from the moment Record is pressed) into the app.
 
     The browser's voice processing (noise suppression, gain control) changes the audio enough for the
-    tiny model, trained on 20 clips, to misspell the digit, so only the path is checked: recorded,
-    uploaded as a file the app can read, decoded.
+    tiny model, trained on 20 clips, to misspell the digit or, now and then, to hear nothing, so only
+    the path is checked: recorded, uploaded as a file the app can read, decoded (timings filled in).
     """
     speech = load_audio(SEVEN, 16000)
     pause = np.zeros(8000, dtype=np.float32)
@@ -134,10 +134,10 @@ def test_the_microphone_is_recognized(server, tmp_path):
         page.goto(server)
         audio = page.locator("#input-audio")
         audio.get_by_role("button", name="Record", exact=True).click()
-        page.wait_for_timeout(1500)
+        page.wait_for_timeout(2500)  # the whole 1.9 s file, with room for a slow start of the recorder
         audio.get_by_role("button", name="Stop", exact=True).filter(visible=True).click()
         page.locator("#recognize").click()
-        expect(page.locator("#transcript textarea")).not_to_have_value("", timeout=60_000)
+        expect(page.locator("#timings")).to_contain_text('"real_time_factor"', timeout=60_000)
         seconds = float(re.search(r'"audio"\s*:\s*([\d.]+)', page.locator("#timings").inner_text()).group(1))
         browser.close()
     assert 1.0 < seconds < MAX_SECONDS
