@@ -163,8 +163,8 @@ def main() -> None:
                   " then both models at once, one CPU thread each), from each `train_log.csv` and `valid_log.csv`:", ""]
         for m, rows in logs.items():
             valid = list(csv.DictReader((args.exp / m / "valid_log.csv").open())) if (args.exp / m / "valid_log.csv").is_file() else []
-            dev = f", last dev CER {float(valid[-1]['cer']):.3f} (step {valid[-1]['step']})" if valid else ""
-            lines.append(f"- {MODELS[m]}: {rows[-1]['step']} steps, last epoch {rows[-1]['epoch']}{dev}")
+            dev_cer = f", last dev CER {float(valid[-1]['cer']):.3f} (step {valid[-1]['step']})" if valid else ""
+            lines.append(f"- {MODELS[m]}: {rows[-1]['step']} steps, last epoch {rows[-1]['epoch']}{dev_cer}")
     noisy = args.exp / "noisy"
     if (noisy / "results.json").is_file():
         results = json.loads((noisy / "results.json").read_text())
