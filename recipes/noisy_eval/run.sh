@@ -3,7 +3,7 @@
 # noise at six SNRs, words output on noise-only and silent clips, and where attention goes.
 #
 #   recipes/noisy_eval/run.sh [--stage N] [--stop-stage N] [--data-dir DIR] [--manifest M] [--out DIR]
-#                             [--peers faster-whisper-int8,pocketsphinx] [--threads N]
+#                             [--peers faster-whisper-int8,pocketsphinx] [--threads N] [--unchanged-tiny 0|1]
 #
 # Stages: 0 noisy test audio, 1 peers transcribe it (needs pip install -e ".[bench]"),
 # 2 the sweep (our models + peers' hypotheses, with the attention-focus analysis),
@@ -19,7 +19,9 @@ out=exp/noisy_eval
 snrs=clean,20,10,5,0
 kinds=babble,music,street
 peers=faster-whisper-int8,pocketsphinx
-extra_models=      # e.g. "--model tiny.en=exp/whisper_ctc/whisper_tiny_en"
+extra_models=      # more of our models, e.g. "--model base=exp/whisper_ctc_base/no_speech/model"
+unchanged_tiny=1   # 0 leaves out Whisper tiny.en imported unchanged (asr import), decoded as Whisper does
+tiny_dir=exp/whisper_ctc/whisper_tiny_en
 clips_per_kind=10  # noise-only clips per noise kind, and as many silent ones
 threads=2
 
@@ -34,6 +36,7 @@ while [ $# -gt 0 ]; do
     --extra-models) extra_models=$2; shift 2 ;;
     --clips-per-kind) clips_per_kind=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --unchanged-tiny) unchanged_tiny=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -69,12 +72,14 @@ if run 1; then
   done
 fi
 if run 2; then
-  # The unchanged tiny.en (asr import tiny.en DIR; --model tiny.en=DIR) can join with --extra-models, but
-  # decoded as Whisper does (30 s padding) with attention weights it takes ~12 s a clip on 2 CPU cores;
-  # faster-whisper runs the same weights the same way and stands for it here.
+  models=(--model whisper-tiny-ctc)
+  if [ "$unchanged_tiny" != 0 ]; then
+    [ -d $tiny_dir ] || asr import tiny.en $tiny_dir
+    models+=(--model tiny.en-unchanged=$tiny_dir)
+  fi
   hyps=()
   [ -d "$out/hyps" ] && hyps=(--hyp-dir "$out/hyps")
-  OMP_NUM_THREADS=$threads asr eval-noise "${sweep[@]}" --model whisper-tiny-ctc $extra_models \
+  OMP_NUM_THREADS=$threads asr eval-noise "${sweep[@]}" "${models[@]}" $extra_models \
     "${hyps[@]}" --focus --batch-size 4
 fi
 if run 3; then
