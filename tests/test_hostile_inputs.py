@@ -23,7 +23,7 @@ from typing import Callable, Optional
 import numpy as np
 import pytest
 import soundfile as sf
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -34,7 +34,7 @@ from asr.audio import (
     resampling_ratio,
 )
 from asr.cli import main as cli_main
-from asr.data.augment import active_speech_power, mix_at_snr
+from asr.data.augment import SILENT_POWER, active_speech_power, mix_at_snr
 from asr.errors import AudioError
 from asr.longform import LongformConfig, transcribe_long
 from asr.text import normalize
@@ -441,12 +441,13 @@ def speech_and_noise(draw) -> tuple[np.ndarray, np.ndarray]:
 
 @settings(max_examples=200, deadline=None)
 @given(pair=speech_and_noise(), snr=st.floats(-20.0, 40.0))
+@example(pair=(np.array([1e-45, 0.0], np.float32), np.array([0.5, 0.5], np.float32)), snr=0.0)  # subnormal speech
 def test_mix_at_snr_of_any_noise_is_finite_and_at_the_snr_asked_for(pair, snr):
     speech, noise = pair
     mixed = mix_at_snr(speech, noise, snr)
     assert mixed.shape == speech.shape and mixed.dtype == np.float32 and np.all(np.isfinite(mixed))
     speech_power, noise_power = active_speech_power(speech), float(np.mean(noise.astype(np.float64) ** 2))
-    if speech_power == 0.0 or noise_power == 0.0:
+    if speech_power < SILENT_POWER or noise_power < SILENT_POWER:
         assert np.array_equal(mixed, speech)  # nothing to set an SNR against
         return
     added = mixed.astype(np.float64) - speech

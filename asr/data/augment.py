@@ -25,6 +25,9 @@ from asr.errors import ConfigError
 
 ACTIVE_FRAME_SECONDS = 0.02
 ACTIVE_THRESHOLD_DB = -40.0  # a frame is active speech if within this many dB of the loudest frame
+# Below this power (float32's smallest normal number) a signal is digital silence: noise scaled to
+# it would fall among the subnormals, where float32 cannot hold it to any SNR.
+SILENT_POWER = float(np.finfo(np.float32).tiny)
 NOISE_COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power spectral density ~ 1 / f**exponent
 
 
@@ -47,7 +50,8 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, sample_rate
     """speech + noise scaled so that active speech power / mean noise power is `snr_db`.
 
     `noise` must have the length of `speech` (see `fit_to_length`). Silent speech or silent noise
-    has no SNR to set, so the speech comes back unchanged. The result is not clipped to [-1, 1].
+    (power below SILENT_POWER) has no SNR to set, so the speech comes back unchanged. The result is
+    not clipped to [-1, 1].
     """
     speech = np.asarray(speech, dtype=np.float32)
     noise = np.asarray(noise, dtype=np.float32)
@@ -55,7 +59,7 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, sample_rate
         raise ValueError(f"speech and noise must be 1-D of equal length, got {speech.shape} and {noise.shape}")
     speech_power = active_speech_power(speech, sample_rate)
     noise_power = float(np.mean(noise.astype(np.float64) ** 2))
-    if speech_power == 0.0 or noise_power == 0.0:
+    if speech_power < SILENT_POWER or noise_power < SILENT_POWER:
         return speech.copy()
     scale = np.sqrt(speech_power / (noise_power * 10 ** (snr_db / 10)))
     return (speech + scale * noise).astype(np.float32)
