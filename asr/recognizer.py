@@ -34,6 +34,10 @@ class Recognizer:
 
     def __init__(self, model: ASRModel, tokenizer: Tokenizer, meta: Optional[dict] = None,
                  ctc_tokenizer: Optional[Tokenizer] = None):
+        ctc_vocabulary = (ctc_tokenizer or tokenizer).vocab_size
+        if model.ctc.proj.out_features != ctc_vocabulary:
+            raise CheckpointError(f"the CTC head has {model.ctc.proj.out_features} outputs but its tokenizer has "
+                                  f"{ctc_vocabulary} tokens: give the CTC head's own tokenizer (ctc_tokenizer)")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.ctc_tokenizer = ctc_tokenizer

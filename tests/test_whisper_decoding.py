@@ -10,7 +10,7 @@ from asr.decoding.hypothesis import Hypothesis
 from asr.decoding.rescore import cross_vocabulary_rescore
 from asr.decoding.teacher_forcing import teacher_force
 from asr.audio import load_audio
-from asr.errors import ConfigError
+from asr.errors import CheckpointError, ConfigError
 from asr.importers.whisper import CTC_SYMBOLS, ctc_tokenizer, import_whisper
 from asr.recognizer import Recognizer
 from tests.conftest import REPO
@@ -25,6 +25,12 @@ def whisper():
     torch.manual_seed(0)
     model, tokenizer, notes = import_whisper("tiny.en")
     return Recognizer(model, tokenizer, {"info": notes}, ctc_tokenizer())
+
+
+def test_a_ctc_head_without_its_own_tokenizer_is_refused_by_name(whisper):
+    """The character CTC head (41 outputs) cannot be read with the decoder's 51,864-token BPE."""
+    with pytest.raises(CheckpointError, match="CTC head has 41 outputs"):
+        Recognizer(whisper.model, whisper.tokenizer, whisper.meta)
 
 
 def test_ctc_sequence_likelihood_is_the_sum_over_alignments():
