@@ -38,13 +38,15 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from asr import plots  # noqa: E402
 from asr.analysis.focus import Focus, attention_focus, speech_mask  # noqa: E402
+from asr.analysis.noise_focus import over_audio  # noqa: E402
 from asr.audio import SAMPLE_RATE, load_audio  # noqa: E402
-from asr.data.augment import colored_noise, fit_to_length, mix_at_snr  # noqa: E402
+from asr.data.augment import colored_noise, fit_to_length  # noqa: E402
 from asr.data.manifest import read_manifest  # noqa: E402
 from asr.data.noise import TEST, NoiseBank  # noqa: E402
 from asr.decoding.options import MODES  # noqa: E402
 from asr.decoding.result import Result  # noqa: E402
 from asr.errors import AsrError, AudioError  # noqa: E402
+from asr.noisy import mix_below_full_scale  # noqa: E402
 from asr.recognizer import BUNDLED_MODELS, DEFAULT_MODEL, Recognizer, load_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parent
@@ -55,7 +57,6 @@ NO_NOISE = "none"
 RECORDED_NOISE = ("babble", "music", "street")  # test-split recordings of the noise bank, never heard in training
 GENERATED_NOISE = "white"  # made on the spot, so always available
 NOISE_SEED = 0  # the same input and settings always get the same stretch of noise
-PEAK = 0.99  # a mixture louder than this is scaled down as a whole, which keeps its SNR, instead of clipped
 MEAN = "mean"  # layer or head choice: average over all of them
 MAX_UPLOAD = "100mb"  # refused before it is stored; a minute of 48 kHz stereo WAV is 11 MB
 
@@ -216,9 +217,7 @@ class Demo:
         else:
             _, recording = self._bank(kind, sample_rate).choose(rng)
             noise = fit_to_length(recording, len(clean), rng)
-        mixed = mix_at_snr(clean, noise, snr_db, sample_rate)
-        peak = float(np.max(np.abs(mixed)))
-        return mixed * (PEAK / peak) if peak > PEAK else mixed
+        return mix_below_full_scale(clean, noise, snr_db, sample_rate)[0]
 
     def _bank(self, kind: str, sample_rate: int) -> NoiseBank:
         key = (kind, sample_rate)
@@ -232,9 +231,7 @@ class Demo:
         if result.cross_attention is None or result.cross_attention.shape[2] == 0:
             return None
         frames = result.encoder_attention.shape[-1]  # the encoder frames that hold audio
-        # Whisper models also attend to their 30 s of padding; voice and noise both lie in the audio.
-        cross = result.cross_attention[..., :frames].double()
-        cross = cross / cross.sum(-1, keepdim=True).clamp_min(1e-12)
+        cross = over_audio(result.cross_attention, frames)
         frontend = recognizer.model.config.frontend
         speech = speech_mask(clean, recognizer.model.encoder.subsampling.rate, frames,
                              hop_length=frontend.hop_length, win_length=frontend.win_length)

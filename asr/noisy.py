@@ -104,10 +104,18 @@ def noisy_copy(speech: np.ndarray, utt_id: str, condition: Condition, bank: Nois
     """(mixture, noise recording id, gain applied to the mixture to keep it below full scale)."""
     rng = seeded_rng(seed, utt_id, condition.kind)
     entry, recording = bank.choose(rng)
-    mixed = mix_at_snr(speech, fit_to_length(recording, len(speech), rng), condition.snr_db, sample_rate)
+    mixed, gain = mix_below_full_scale(speech, fit_to_length(recording, len(speech), rng), condition.snr_db,
+                                       sample_rate)
+    return mixed, entry.id, gain
+
+
+def mix_below_full_scale(speech: np.ndarray, noise: np.ndarray, snr_db: float, sample_rate: int = SAMPLE_RATE
+                         ) -> tuple[np.ndarray, float]:
+    """(speech + noise at `snr_db`, the gain that brought its peak down to PEAK, else 1)."""
+    mixed = mix_at_snr(speech, noise, snr_db, sample_rate)
     peak = float(np.max(np.abs(mixed)))
     gain = PEAK / peak if peak > PEAK else 1.0
-    return mixed * gain, entry.id, gain
+    return mixed * gain, gain
 
 
 def write_condition(utterances: Sequence[Utterance], condition: Condition, bank: NoiseBank, directory: Path,

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 import gradio_app  # noqa: E402
 from asr.audio import load_audio  # noqa: E402
+from asr.noisy import PEAK  # noqa: E402
 from asr.recognizer import DEFAULT_MODEL, Recognizer  # noqa: E402
 
 SEVEN = gradio_app.SAMPLES_DIR / "7_jackson_0.flac"  # an FSDD clip the tiny model was trained on
@@ -129,7 +130,7 @@ def test_noise_is_added_reproducibly_and_its_focus_reported(demo, kind):
     noisy = first.audio[1]
     assert noisy.shape == clean.shape and not np.allclose(noisy, clean)
     assert np.array_equal(noisy, again.audio[1])  # a fixed seed: the same noise every time
-    assert np.max(np.abs(noisy)) <= gradio_app.PEAK + 1e-6
+    assert np.max(np.abs(noisy)) <= PEAK + 1e-6
     assert f"{kind} noise at 0 dB SNR" in first.noise_focus
     assert "normalised share" in first.noise_focus and "layer 0" in first.noise_focus
 
