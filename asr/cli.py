@@ -129,11 +129,10 @@ def add_import(sub: argparse._SubParsersAction) -> None:
 
 def run_import(args: argparse.Namespace) -> int:
     from asr.checkpoint import save_model
-    from asr.importers.whisper import ctc_tokenizer, import_whisper
+    from asr.importers.whisper import WHISPER_DECODING, ctc_tokenizer, import_whisper
 
     model, tokenizer, notes = import_whisper(args.source, args.tokenizer)
-    decoding = {"mode": "attention", "beam_size": 5, "pad_to_frames": 3000}
-    print(save_model(model, tokenizer, args.out, notes, ctc_tokenizer(), decoding))
+    print(save_model(model, tokenizer, args.out, notes, ctc_tokenizer(), WHISPER_DECODING))
     return 0
 
 

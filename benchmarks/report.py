@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Optional
 
 OURS = "ours-rescore"
-PEER_NAMES = {
+LABELS = {
+    "tiny.en-unchanged": "tiny.en unchanged, in our code (attention, 30 s padding)",
     "faster-whisper-int8": "faster-whisper tiny.en int8",
     "faster-whisper-fp32": "faster-whisper tiny.en fp32",
     "pocketsphinx": "pocketsphinx 5 (en-us)",
@@ -13,8 +14,8 @@ PEER_NAMES = {
 
 
 def system_label(name: str) -> str:
-    if name in PEER_NAMES:
-        return PEER_NAMES[name]
+    if name in LABELS:
+        return LABELS[name]
     mode, _, quantized = name[len("ours-"):].partition("-")
     return f"ours {mode}" + (" int8" if quantized else "") + (" (default)" if name == OURS else "")
 

@@ -9,8 +9,9 @@ imports and the model load. Peak memory is the process's VmHWM (the resident-set
 of /proc/self/status); getrusage's ru_maxrss would not do, since Linux carries the parent's peak
 over into a child across exec.
 
-Systems (SYSTEMS): ours-MODE for each decoding mode of the default model, ours-MODE-int8 for its
-int8-quantised Linear layers, faster-whisper-int8 and -fp32 (Whisper tiny.en, beam 5) and
+Systems (`system_names`): ours-MODE for each decoding mode of the default model, ours-MODE-int8 for
+its int8-quantised Linear layers, tiny.en-unchanged (Whisper tiny.en in our code before fine-tuning,
+decoded as Whisper decodes), faster-whisper-int8 and -fp32 (Whisper tiny.en, beam 5) and
 pocketsphinx. The worker times, after one warm-up clip: the short clips one at a time, the short
 clips batched (where the system can batch), and the long recording one segment at a time and
 batched. The audio was prepared by audio_sets.prepare; short clips are handed over as samples
@@ -35,11 +36,12 @@ import numpy as np  # noqa: E402
 from audio_sets import read_short  # noqa: E402
 
 OUR_MODES = ("ctc_greedy", "ctc_beam", "attention", "joint", "rescore")  # asr.decoding.options.MODES
+UNCHANGED_TINY = "tiny.en-unchanged"  # Whisper tiny.en in our code before fine-tuning
 PEERS = ("faster-whisper-int8", "faster-whisper-fp32", "pocketsphinx")
 
 
 def system_names(modes: tuple[str, ...] = OUR_MODES, quantized_modes: tuple[str, ...] = ("rescore",)) -> list[str]:
-    return [f"ours-{m}" for m in modes] + [f"ours-{m}-int8" for m in quantized_modes] + list(PEERS)
+    return [f"ours-{m}" for m in modes] + [f"ours-{m}-int8" for m in quantized_modes] + [UNCHANGED_TINY, *PEERS]
 
 
 class System:
@@ -56,9 +58,15 @@ class System:
 
 
 class Ours(System):
-    """The default model, asr.load_model(), in one decoding mode (its other settings the model's own)."""
+    """One of our Recognizers, decoded with `options`."""
 
-    def __init__(self, mode: str, quantize: Optional[str], threads: int):
+    def __init__(self, recognizer, options):
+        self.recognizer = recognizer
+        self.options = options
+
+    @classmethod
+    def default_model(cls, mode: str, quantize: Optional[str], threads: int) -> "Ours":
+        """The default model, asr.load_model(), in one decoding mode (its other settings the model's own)."""
         import dataclasses
 
         import torch
@@ -66,9 +74,22 @@ class Ours(System):
         import asr
 
         torch.set_num_threads(threads)
-        self.asr = asr
-        self.recognizer = asr.load_model(quantize=quantize)
-        self.options = dataclasses.replace(self.recognizer.default_options, mode=mode)
+        recognizer = asr.load_model(quantize=quantize)
+        return cls(recognizer, dataclasses.replace(recognizer.default_options, mode=mode))
+
+    @classmethod
+    def unchanged_tiny(cls, threads: int) -> "Ours":
+        """Whisper tiny.en imported into our architecture and left as it is, decoded as Whisper
+        decodes (attention beam 5 over 30 s of padded input). Its start-up includes the import."""
+        import torch
+
+        import asr
+        from asr.importers.whisper import BUNDLED, WHISPER_DECODING, ctc_tokenizer, import_whisper
+
+        torch.set_num_threads(threads)
+        model, tokenizer, notes = import_whisper(BUNDLED)
+        recognizer = asr.Recognizer(model, tokenizer, {"info": notes, "decoding": WHISPER_DECODING}, ctc_tokenizer())
+        return cls(recognizer, recognizer.default_options)
 
     def transcribe(self, audio):
         return self.recognizer.transcribe(audio, self.options).text
@@ -77,9 +98,11 @@ class Ours(System):
         return [r.text for r in self.recognizer.transcribe_batch(audios, self.options, batch_size)]
 
     def transcribe_long(self, path, batch_size):
+        import asr
+
         # Cut at pauses by asr's voice activity detector, segments decoded batch_size at a time.
-        config = self.asr.LongformConfig(batch_size=batch_size)
-        return self.asr.transcribe_long(self.recognizer, path, self.options, config).text
+        config = asr.LongformConfig(batch_size=batch_size)
+        return asr.transcribe_long(self.recognizer, path, self.options, config).text
 
 
 class FasterWhisper(System):
@@ -146,7 +169,9 @@ def build(name: str, threads: int) -> System:
         mode, _, quantize = name[len("ours-"):].partition("-")
         if mode not in OUR_MODES or quantize not in ("", "int8"):
             raise ValueError(f"unknown system {name!r}")
-        return Ours(mode, quantize or None, threads)
+        return Ours.default_model(mode, quantize or None, threads)
+    if name == UNCHANGED_TINY:
+        return Ours.unchanged_tiny(threads)
     if name in ("faster-whisper-int8", "faster-whisper-fp32"):
         return FasterWhisper({"int8": "int8", "fp32": "float32"}[name.rsplit("-", 1)[1]], threads)
     if name == "pocketsphinx":

