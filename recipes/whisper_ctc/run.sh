@@ -18,7 +18,7 @@ model=$exp/no_speech/model  # what stage 1 ends with
 recipe=recipes/whisper_ctc
 ship=asr/models/whisper-tiny-ctc
 threads=2
-unchanged_tiny=1  # 0 leaves the unchanged tiny.en out of stage 4 (about 12 s a clip on 2 cores)
+unchanged_tiny=1  # 0 leaves the unchanged tiny.en out of stage 4 (30 s padding: RTF 0.09 on 2 cores, vs 0.05 for ours)
 
 while [ $# -gt 0 ]; do
   case "$1" in
