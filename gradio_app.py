@@ -23,6 +23,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")  # gradio imports pyplot; there is no display to draw on
 
 import argparse  # noqa: E402
+import ctypes  # noqa: E402
 import html  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
@@ -59,6 +60,7 @@ GENERATED_NOISE = "white"  # made on the spot, so always available
 NOISE_SEED = 0  # the same input and settings always get the same stretch of noise
 MEAN = "mean"  # layer or head choice: average over all of them
 MAX_UPLOAD = "100mb"  # refused before it is stored; a minute of 48 kHz stereo WAV is 11 MB
+M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
 
 
 @dataclass(frozen=True)
@@ -361,8 +363,23 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each of the server's worker threads a malloc arena of its own and keeps what they
+    freed, so by default the resident size creeps up for many requests before it levels off (80 MB
+    over three rounds of twenty clients); with two arenas it stays at what the app holds. A
+    MALLOC_ARENA_MAX in the environment wins; where libc is not glibc, nothing changes."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(M_ARENA_MAX, arenas)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
+    limit_malloc_arenas()
     settings = Settings(model=args.model, max_seconds=args.max_seconds, noise_dir=args.noise_dir,
                         queue_size=args.queue_size, custom_models=not args.share)
     try:
