@@ -15,7 +15,29 @@ Its parameters are those of `Demo.recognize`; all but the audio have defaults (s
 
 from __future__ import annotations
 
+import ctypes
 import os
+
+M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each of the server's worker threads a malloc arena of its own and keeps what they
+    freed, so by default the resident size creeps up for many requests before it levels off (84 MB
+    over three rounds of twenty clients in tests/test_gradio_load.py; 24-30 MB with two arenas). It
+    must run before the threads start. A MALLOC_ARENA_MAX in the environment wins; where libc is
+    not glibc, nothing changes."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(M_ARENA_MAX, arenas)
+
+
+if __name__ == "__main__":
+    limit_malloc_arenas()  # before torch and gradio start threads that would each take an arena
 
 # Read by gradio and huggingface_hub when they are imported, so set before that.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -23,7 +45,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")  # gradio imports pyplot; there is no display to draw on
 
 import argparse  # noqa: E402
-import ctypes  # noqa: E402
 import html  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
@@ -60,7 +81,6 @@ GENERATED_NOISE = "white"  # made on the spot, so always available
 NOISE_SEED = 0  # the same input and settings always get the same stretch of noise
 MEAN = "mean"  # layer or head choice: average over all of them
 MAX_UPLOAD = "100mb"  # refused before it is stored; a minute of 48 kHz stereo WAV is 11 MB
-M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
 
 
 @dataclass(frozen=True)
@@ -363,23 +383,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """glibc gives each of the server's worker threads a malloc arena of its own and keeps what they
-    freed, so by default the resident size creeps up for many requests before it levels off (80 MB
-    over three rounds of twenty clients); with two arenas it stays at what the app holds. A
-    MALLOC_ARENA_MAX in the environment wins; where libc is not glibc, nothing changes."""
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(M_ARENA_MAX, arenas)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
-    limit_malloc_arenas()
     settings = Settings(model=args.model, max_seconds=args.max_seconds, noise_dir=args.noise_dir,
                         queue_size=args.queue_size, custom_models=not args.share)
     try:

@@ -55,7 +55,7 @@ def server(tiny_model_dir, data_dir, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("gradio_load") / "server.log"
     env = {key: value for key, value in os.environ.items() if key != "GRADIO_SERVER_NAME"}
-    # No MALLOC_ARENA_MAX: the app limits glibc's malloc arenas itself (gradio_app.limit_malloc_arenas),
+    # No MALLOC_ARENA_MAX: run as a script, the app limits glibc's malloc arenas (limit_malloc_arenas),
     # without which the memory test below fails.
     env.update(OMP_NUM_THREADS="1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
     command = [sys.executable, "gradio_app.py", "--model", str(tiny_model_dir), "--port", str(port),
