@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -39,7 +40,7 @@ def read_jsonl(path: Path) -> list[Utterance]:
                 continue
             try:
                 row = json.loads(line)
-                audio = (path.parent / row["audio"]).resolve()  # relative paths are relative to the manifest
+                audio = Path(os.path.abspath(path.parent / row["audio"]))  # relative paths are relative to the manifest
                 duration = row.get("duration")
                 if not isinstance(row.get("text"), (str, type(None))):
                     raise TypeError(f"text must be a string, got {row['text']!r}")

@@ -39,11 +39,13 @@ def pseudo_label(utterances: list[Utterance], out: Path, threads: int) -> list[U
     todo = [u for u in utterances if u.id not in done]
     if todo:
         teacher = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=threads)
-        for utterance in tqdm(todo, desc="teacher transcripts"):
-            segments, _ = teacher.transcribe(utterance.audio, beam_size=1, language="en",
-                                             condition_on_previous_text=False, vad_filter=False)
-            done[utterance.id] = replace(utterance, text=" ".join(s.text.strip() for s in segments).strip())
-            write_jsonl(list(done.values()), out)  # after each one, so that an interrupted run resumes
+        try:
+            for utterance in tqdm(todo, desc="teacher transcripts"):
+                segments, _ = teacher.transcribe(utterance.audio, beam_size=1, language="en",
+                                                 condition_on_previous_text=False, vad_filter=False)
+                done[utterance.id] = replace(utterance, text=" ".join(s.text.strip() for s in segments).strip())
+        finally:  # also when interrupted, so that a rerun resumes from what was labelled
+            write_jsonl(list(done.values()), out)
     return [done[u.id] for u in utterances if done[u.id].text]
 
 
