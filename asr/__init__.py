@@ -7,10 +7,23 @@
     print(asr.transcribe_long(recognizer, "lecture.flac").text)  # any length, cut at pauses
 """
 
-from asr.decoding.options import DecodingOptions
-from asr.decoding.result import Result
-from asr.longform import LongformConfig, Transcript, transcribe_long
-from asr.recognizer import DEFAULT_MODEL, Recognizer, load_model
+import importlib
 
-__all__ = ["DEFAULT_MODEL", "DecodingOptions", "LongformConfig", "Recognizer", "Result", "Transcript", "load_model",
-           "transcribe_long"]
+# The public names load on first use, so that `import asr.cli` (and `asr --help`) can check the
+# compiled dependencies before torch is imported, and a broken one reads as one line, not a traceback.
+_EXPORTS = {
+    "DEFAULT_MODEL": "asr.recognizer", "DecodingOptions": "asr.decoding.options", "LongformConfig": "asr.longform",
+    "Recognizer": "asr.recognizer", "Result": "asr.decoding.result", "Transcript": "asr.longform",
+    "load_model": "asr.recognizer", "transcribe_long": "asr.longform",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'asr' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

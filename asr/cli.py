@@ -9,6 +9,7 @@ from typing import Callable
 
 import yaml
 
+from asr.environment import check_compiled_dependencies
 from asr.errors import AsrError, ConfigError
 
 log = logging.getLogger("asr")
@@ -387,6 +388,11 @@ def one_line(err: Exception) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:  # before the parser, whose subcommands import torch for their defaults
+        check_compiled_dependencies()
+    except AsrError as err:
+        print(f"asr: error: {one_line(err)}", file=sys.stderr)
+        return 1
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)

@@ -63,6 +63,22 @@ class Distributed:
         if self.world_size > 1:
             torch_dist.barrier()
 
+    def min_over_ranks(self, value: int) -> int:
+        """The smallest of every rank's `value`; `value` itself without DDP (no collective)."""
+        if self.world_size == 1:
+            return value
+        tensor = torch.tensor([value], device=self.device)
+        torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.MIN)
+        return int(tensor.item())
+
+    def gather(self, obj) -> list:
+        """`obj` from every rank, in rank order, on every rank; [obj] without DDP (no collective)."""
+        if self.world_size == 1:
+            return [obj]
+        parts = [None] * self.world_size
+        torch_dist.all_gather_object(parts, obj)
+        return parts
+
 
 def lr_multiplier(optim: OptimConfig, total_steps: int):
     """The schedule as a function of the optimizer step (1-based), peak 1.0 at the end of warmup."""
@@ -236,6 +252,8 @@ class Trainer:
         saved = list_checkpoints(self.exp.checkpoints)
         if not saved or saved[-1].name != f"step_{self.step:08d}.pt":
             self.save()  # stopped by max_steps inside an epoch
+        for part in self.dist.gather(self.skipped):  # rank 0 reports what every rank met
+            self.skipped.update(part)
         if self.dist.is_main:
             self._report_skipped()
             info = {**self.init_info, "step": self.step, "epoch": self.epoch}
@@ -257,7 +275,11 @@ class Trainer:
             self.batch_in_epoch += 1
             progress.update()
             self.skipped.update(dict(batch.skipped))
-            if not batch.ids:
+            # Under DDP the ranks skip a batch together when any of them has no utterance left in its
+            # part: a rank that skipped alone would leave the others waiting in the gradient all-reduce.
+            # Skipping together keeps the optimizer steps at the same batches on every rank; gradients
+            # accumulated before a skipped boundary batch are reduced at the next one.
+            if self.dist.min_over_ranks(len(batch.ids)) == 0:
                 continue
             batch = batch.to(self.dist.device)
             boundary = self.batch_in_epoch % accum == 0 or self.batch_in_epoch == len(self.sampler)
@@ -310,15 +332,23 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> Optional[float]:
-        """Dev loss and CTC-greedy CER/WER; returns the loss per utterance."""
-        if not self.dist.is_main or len(self.dev_set) == 0:
+        """Dev loss and CTC-greedy CER/WER; returns the loss per utterance, the same on every rank.
+
+        Under DDP each rank scores its own share of the dev batches, then the ranks pool their sums
+        and transcripts and rank 0 writes the row: no rank waits in a collective while another
+        works through the whole dev set.
+        """
+        if len(self.dev_set) == 0:
             return None
         self.model.eval()
-        sampler = BucketBatchSampler([u.duration for u in self.dev_set.utterances],
-                                     self.config.data.max_batch_seconds, self.config.seed)
+        # Every dev batch, dealt out to the ranks in turn (the sampler's own sharding would drop the
+        # batches that do not divide evenly among them).
+        batches = BucketBatchSampler([u.duration for u in self.dev_set.utterances],
+                                     self.config.data.max_batch_seconds, self.config.seed).epoch_batches(0)
+        batches = batches[self.dist.rank :: self.dist.world_size]
         totals = {"loss": 0.0, "ctc": 0.0, "attention": 0.0}
         refs, hyps, count = [], [], 0
-        for batch in make_loader(self.dev_set, sampler, self.config.data.num_workers):
+        for batch in make_loader(self.dev_set, batches, self.config.data.num_workers):
             if not batch.ids:
                 continue
             batch = batch.to(self.dist.device)
@@ -335,13 +365,18 @@ class Trainer:
                 refs.append(ctc_tokenizer.decode(target[:length].tolist()))
                 hyps.append(ctc_tokenizer.decode(ids))
         self.model.train()
+        parts = self.dist.gather((totals, count, refs, hyps))  # summed in rank order: equal on every rank
+        count = sum(part[1] for part in parts)
         if count == 0:
             return None
-        row = {k: v / count for k, v in totals.items()}
-        row.update(step=self.step, epoch=self.epoch, cer=jiwer.cer(refs, hyps), wer=jiwer.wer(refs, hyps))
-        self.valid_log.write(row)
-        log.info("epoch %d step %d: dev loss %.3f, CER %.3f, WER %.3f",
-                 self.epoch, self.step, row["loss"], row["cer"], row["wer"])
+        row = {k: sum(part[0][k] for part in parts) / count for k in totals}
+        if self.dist.is_main:
+            refs = [ref for part in parts for ref in part[2]]
+            hyps = [hyp for part in parts for hyp in part[3]]
+            row.update(step=self.step, epoch=self.epoch, cer=jiwer.cer(refs, hyps), wer=jiwer.wer(refs, hyps))
+            self.valid_log.write(row)
+            log.info("epoch %d step %d: dev loss %.3f, CER %.3f, WER %.3f",
+                     self.epoch, self.step, row["loss"], row["cer"], row["wer"])
         return row["loss"]
 
     def _report_skipped(self) -> None:

@@ -282,17 +282,18 @@ def two_digit_clips(data_dir: Path, folder: Path) -> list[Clip]:
 def digits(data_dir, tmp_path_factory) -> Digits:
     """A tiny model that memorises 10 two-digit clips (about 15 s of one CPU core).
 
-    Its encoder has no self-attention layers, so each frame's CTC posterior depends only on the
-    ~85 ms of audio under the subsampler: a tiny self-attention encoder that memorises a few
-    clips is free to put its CTC spikes anywhere (in the silences, say), and time stamps would
-    test nothing. The attention decoder still sees the whole utterance.
+    Its encoder has no self-attention layers and no absolute positions added (relative ones live
+    only in self-attention), so each frame's CTC posterior depends only on the ~85 ms of audio
+    under the subsampler: a tiny encoder that memorises a few clips is otherwise free to put its
+    CTC spikes anywhere (in the digital silences, by their position), and where it puts them would
+    depend on the CPU's float kernels. The attention decoder still sees the whole utterance.
     """
     folder = tmp_path_factory.mktemp("digits")
     clips = two_digit_clips(data_dir, folder)
     rows = [{"id": c.path.stem, "audio": str(c.path), "text": c.text, "duration": c.spans[-1][2] + 0.4} for c in clips]
     config = tiny_train_config(
         folder / "exp", [write_manifest(rows, folder / "train.jsonl")],
-        model={"ctc_weight": 0.6, "encoder": {"num_layers": 0}},
+        model={"ctc_weight": 0.6, "encoder": {"num_layers": 0, "positional": "rel"}},
         data={"dev": [], "max_batch_seconds": 4.0},
         optim={"max_epochs": 80, "lr": 0.005, "warmup_steps": 20},
     )
@@ -400,3 +401,4 @@ def test_recognizer_takes_arrays_and_checks_names(digits):
         digits.recognizer.transcribe(samples, beam=3)
     with pytest.raises(CheckpointError, match="unknown model"):
         asr.load_model("whisper-large-v9")
+

@@ -128,7 +128,10 @@ CORPUS: dict[str, tuple[Writer, Optional[str]]] = {
     "pipe.wav": (lambda path, clip: os.mkfifo(path), "is a pipe or device"),  # nobody writes to it
 }
 # Inputs that hold the clip itself, however stored or named: their transcript is the clip's.
-LOSSLESS = {"384khz.wav", "eight_channels.wav", "float32.wav", "a name with spaces – ünïcödé 日本語.flac", NOT_UTF8}
+LOSSLESS = {"eight_channels.wav", "float32.wav", "a name with spaces – ünïcödé 日本語.flac", NOT_UTF8}
+# Stored at another rate in 16 bits: read back at 16 kHz, the clip within rounding and the resampler's
+# passband (50 dB here), which a tiny model memorising one clip may hear differently.
+RESAMPLED = {"384khz.wav"}
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,8 @@ class Case:
 def clip(data_dir) -> np.ndarray:
     """A spoken digit the tiny model was trained on, padded to one second."""
     samples = load_audio(fsdd_rows(data_dir)[0]["audio"])
-    return np.pad(samples, (0, SR - len(samples)))
+    on_16_bit_grid = np.round(samples * 32768) / 32768  # so that a 16-bit file holds the clip exactly
+    return np.pad(on_16_bit_grid, (0, SR - len(samples))).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -193,8 +197,7 @@ def outcome(transcribe: Callable[[Path], str], case: Case) -> tuple[str, str]:
 # --- every input, through the API and the long-form reader ----------------------------------------
 
 @pytest.mark.parametrize("name", list(CORPUS), ids=ascii)
-def test_each_hostile_input_has_its_outcome_in_the_api_and_the_long_form_reader(recognizer, corpus, clip, data_dir,
-                                                                                name):
+def test_each_hostile_input_has_its_outcome_in_the_api_and_the_long_form_reader(recognizer, corpus, clip, name):
     case = corpus[name]
     api = outcome(lambda path: recognizer.transcribe(path).text, case)
     longform = outcome(lambda path: transcribe_long(recognizer, path).text, case)
@@ -205,8 +208,13 @@ def test_each_hostile_input_has_its_outcome_in_the_api_and_the_long_form_reader(
             assert kind == "error" and re.search(case.error, value), (name, value)
     if case.error is None:  # a recording short enough to decode whole decodes as the Recognizer decodes it
         assert api == longform
-    if name in LOSSLESS:
-        assert api == ("transcript", recognizer.transcribe(clip).text) == ("transcript", fsdd_rows(data_dir)[0]["text"])
+    if name in LOSSLESS:  # the clip's samples, so the clip's hypothesis and score, whatever the tiny model hears
+        heard, reference = recognizer.transcribe(case.path), recognizer.transcribe(clip)
+        assert api == ("transcript", reference.text) and heard.tokens == reference.tokens
+        assert heard.score == pytest.approx(reference.score, abs=1e-4)
+    if name in RESAMPLED:
+        error = load_audio(case.path) - clip
+        assert error.shape == clip.shape and 10 * np.log10(np.sum(clip**2) / np.sum(error**2)) > 40
 
 
 def test_the_command_names_each_bad_input_on_one_line_and_transcribes_the_rest(tiny_model_dir, corpus, capsys):
