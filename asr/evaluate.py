@@ -2,8 +2,10 @@
 written by any system, against the manifest's reference transcripts.
 
 Both paths end in the same `asr.scoring` report, so a peer's hypotheses and ours are compared by
-exactly the same normaliser. A decoded run also records what produced it in summary.json: the
-model, the decoding settings, the real-time factor and the code's git revision.
+exactly the same normaliser. The manifest's speakers go into the report, so that the WER's
+bootstrap interval resamples speakers rather than utterances. A decoded run also records what
+produced it in summary.json: the model, the decoding settings, the real-time factor and the
+code's git revision.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def evaluate_model(
         audio_seconds=audio_seconds,
         decode_seconds=decode_seconds,
     )
-    report = score_report(((u.id, u.text, texts[u.id]) for u in utterances), top=top)
+    report = score_report(((u.id, u.text, texts[u.id]) for u in utterances), top=top, speakers=_speakers(utterances))
     out_dir = Path(out_dir)
     write_report(report, out_dir)
     write_hypotheses({u.id: texts[u.id] for u in utterances}, out_dir / HYPOTHESES_FILE)
@@ -164,7 +166,7 @@ def evaluate_hypotheses(
         log.warning("%d hypotheses match no reference in %s; not scored", len(extra), manifest_path)
     triples = ((u.id, u.text, hypotheses[matched[u.id]] if u.id in matched else "") for u in utterances)
     progress = tqdm(triples, total=len(utterances), desc="scoring", unit="utt")
-    report = score_report(progress, missing=missing, extra=extra, top=top)
+    report = score_report(progress, missing=missing, extra=extra, top=top, speakers=_speakers(utterances))
     write_report(report, out_dir)
     # The normaliser changes with the code, so the revision says which one scored the file.
     _add_to_summary(Path(out_dir), {"manifest": str(manifest_path), "hypotheses": str(hyp_path),
@@ -177,6 +179,11 @@ def _transcribed(manifest_path: str | Path) -> list[Utterance]:
     if not utterances:
         raise ManifestError(f"{manifest_path}: no utterance has a reference transcript")
     return utterances
+
+
+def _speakers(utterances: Sequence[Utterance]) -> dict[str, Optional[str]]:
+    """Utterance id -> speaker: the clusters of the WER's bootstrap interval."""
+    return {u.id: u.speaker for u in utterances}
 
 
 def match_hypotheses(utterances: list[Utterance], hypotheses: dict[str, str]) -> dict[str, str]:

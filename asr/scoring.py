@@ -5,6 +5,9 @@ puts a `Report` on disk. Scores come in two views: on text normalised by `asr.te
 (the number to quote: "Mr." vs "mister" is not a recognition error) and on the raw text as given,
 split at whitespace (for comparison with systems scored without a normaliser). Hypotheses written
 by any system are read by `read_hypotheses`, so every peer goes through the same normaliser.
+
+Every WER comes with its 95 % bootstrap interval over speakers (`asr.analysis.bootstrap`), taken
+from the per-utterance counts of the same alignments: a difference inside it is no difference.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import jiwer
 
+from asr.analysis.bootstrap import Interval, UtteranceErrors
 from asr.errors import ManifestError
 from asr.text import normalize
 
@@ -77,6 +82,7 @@ class UtteranceScore:
     words: ErrorCounts
     chars: ErrorCounts
     alignment: tuple[Edit, ...]  # word alignment
+    speaker: Optional[str] = None  # from the manifest; the bootstrap resamples speakers
 
     @property
     def wer(self) -> Optional[float]:
@@ -110,6 +116,18 @@ class Score:
             return 0.0
         return sum(u.words.errors > 0 for u in self.utterances) / len(self.utterances)
 
+    def utterance_errors(self) -> UtteranceErrors:
+        """Word errors, reference words and speaker of every utterance: what a bootstrap resamples."""
+        return UtteranceErrors.of([u.id for u in self.utterances], [u.words.errors for u in self.utterances],
+                                  [u.words.reference_length for u in self.utterances],
+                                  [u.speaker for u in self.utterances])
+
+    @cached_property
+    def wer_interval(self) -> Optional[Interval]:
+        """95 % bootstrap interval of the WER over speakers (1000 resamples, seed 0); None where the
+        WER is undefined. `utterance_errors().interval(...)` takes other settings."""
+        return self.utterance_errors().interval()
+
 
 @dataclass(frozen=True)
 class Confusions:
@@ -129,7 +147,7 @@ class Report:
     extra: tuple[str, ...] = ()  # hypothesis ids that matched no reference (not scored)
 
 
-def score_utterance(utt_id: str, ref: str, hyp: str) -> UtteranceScore:
+def score_utterance(utt_id: str, ref: str, hyp: str, speaker: Optional[str] = None) -> UtteranceScore:
     """Aligns words (split at whitespace) and characters (single spaces included) of one pair."""
     ref, hyp = " ".join(ref.split()), " ".join(hyp.split())
     words = jiwer.process_words(ref, hyp)
@@ -141,6 +159,7 @@ def score_utterance(utt_id: str, ref: str, hyp: str) -> UtteranceScore:
         words=_counts(words),
         chars=_counts(chars),
         alignment=_edits(words.references[0], words.hypotheses[0], words.alignments[0]),
+        speaker=speaker,
     )
 
 
@@ -203,16 +222,24 @@ def _top(counter: Counter, top: int) -> list:
 
 
 def score_report(
-    triples: Iterable[Triple], missing: Sequence[str] = (), extra: Sequence[str] = (), top: int = 20
+    triples: Iterable[Triple],
+    missing: Sequence[str] = (),
+    extra: Sequence[str] = (),
+    top: int = 20,
+    speakers: Optional[Mapping[str, Optional[str]]] = None,
 ) -> Report:
     """Both views of (id, reference, hypothesis) triples, read in one pass (so a progress bar can wrap them).
 
     `missing` and `extra` are only recorded: the caller pairs references with hypotheses.
+    `speakers` (utterance id -> speaker, from the manifest) lets the WER's bootstrap interval
+    resample speakers; an utterance without one is resampled on its own.
     """
+    speakers = speakers or {}
     normalized, raw = [], []
     for utt_id, ref, hyp in triples:
-        normalized.append(score_utterance(utt_id, normalize(ref), normalize(hyp)))
-        raw.append(score_utterance(utt_id, ref, hyp))
+        speaker = speakers.get(utt_id)
+        normalized.append(score_utterance(utt_id, normalize(ref), normalize(hyp), speaker))
+        raw.append(score_utterance(utt_id, ref, hyp, speaker))
     normalized_score = aggregate(normalized)
     return Report(
         normalized=normalized_score,
@@ -242,16 +269,20 @@ def format_alignment(alignment: Sequence[Edit]) -> tuple[str, str, str]:
 
 def format_summary(report: Report) -> str:
     """A small table of both views, as printed by `asr eval` and at the top of alignments.txt."""
-    columns = [("utts", 6), ("words", 8), ("WER", 8), ("CER", 8), ("sub", 7), ("del", 7), ("ins", 7),
-               ("S.Err", 8)]
+    columns = [("utts", 6), ("words", 8), ("WER", 8), ("95% CI", 18), ("CER", 8), ("sub", 7), ("del", 7),
+               ("ins", 7), ("S.Err", 8)]
     lines = [" " * 11 + "".join(name.rjust(width) for name, width in columns)]
     for name, view in (("normalized", report.normalized), ("raw", report.raw)):
         w = view.words
         lines.append(
             f"{name:<11}{len(view.utterances):>6}{w.reference_length:>8}{_percent(view.wer):>8}"
-            f"{_percent(view.cer):>8}{w.substitutions:>7}{w.deletions:>7}{w.insertions:>7}"
-            f"{_percent(view.sentence_error_rate):>8}"
+            f"{_bounds(view.wer_interval):>18}{_percent(view.cer):>8}{w.substitutions:>7}{w.deletions:>7}"
+            f"{w.insertions:>7}{_percent(view.sentence_error_rate):>8}"
         )
+    interval = report.normalized.wer_interval
+    if interval is not None:
+        lines.append(f"95% CI: percentile bootstrap of the WER over {interval.clusters} clusters (a speaker with "
+                     f"all of its utterances; an utterance without a speaker alone), {interval.resamples} resamples")
     if report.missing:
         lines.append(f"{len(report.missing)} references had no hypothesis and were scored as empty")
     if report.extra:
@@ -261,6 +292,10 @@ def format_summary(report: Report) -> str:
 
 def _percent(rate: Optional[float]) -> str:
     return "n/a" if rate is None else f"{100 * rate:.2f}%"
+
+
+def _bounds(interval: Optional[Interval]) -> str:
+    return "n/a" if interval is None else f"[{100 * interval.lo:.2f}, {100 * interval.hi:.2f}]"
 
 
 def format_confusions(confusions: Confusions) -> str:
@@ -309,8 +344,11 @@ def summary(report: Report) -> dict:
 
 
 def _view_summary(view: Score) -> dict:
+    interval = view.wer_interval
     return {
         "wer": view.wer,
+        # 95 % percentile bootstrap over speakers (utterances without one resampled on their own)
+        "wer_interval": None if interval is None else interval.summary(),
         "cer": view.cer,
         "utterances": len(view.utterances),
         "sentence_error_rate": view.sentence_error_rate,
@@ -339,6 +377,7 @@ def write_report(report: Report, out_dir: str | Path) -> Path:
         for norm, raw in zip(report.normalized.utterances, report.raw.utterances, strict=True):
             row = {
                 "id": norm.id,
+                "speaker": norm.speaker,
                 "ref": raw.ref,
                 "hyp": raw.hyp,
                 "normalized": {"ref": norm.ref, "hyp": norm.hyp, "wer": norm.wer, "cer": norm.cer,

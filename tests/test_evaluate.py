@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -137,7 +138,8 @@ def test_eval_decodes_and_scores_a_manifest(tiny_model_dir, few_digits, tmp_path
     out = tmp_path / "eval"
     assert main(["eval", "--manifest", str(few_digits), "--model", str(tiny_model_dir), "--decode", "joint",
                  "--beam", "3", "--batch-size", "2", "--out", str(out)]) == 0
-    assert "normalized" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "normalized" in printed and "95% CI" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"]["name"] == str(tiny_model_dir) and len(summary["model"]["weights_sha256"]) == 64
     assert summary["decoding"]["mode"] == "joint" and summary["decoding"]["beam_size"] == 3
@@ -145,6 +147,9 @@ def test_eval_decodes_and_scores_a_manifest(tiny_model_dir, few_digits, tmp_path
     assert summary["real_time_factor"] > 0 and summary["audio_seconds"] > 0
     assert "git_revision" in summary  # a commit hash, or null outside a git checkout
     assert summary["normalized"]["utterances"] == 3 and 0.0 <= summary["normalized"]["wer"] <= 1.0
+    interval = summary["normalized"]["wer_interval"]  # resampling the manifest's speakers
+    assert interval["lo"] <= summary["normalized"]["wer"] <= interval["hi"]
+    assert interval["clusters"] == len({u.speaker for u in read_manifest(few_digits)})
     per_utt = _rows(out / "per_utt.jsonl")
     assert [r["id"] for r in per_utt] == [u.id for u in read_manifest(few_digits)]
     assert {r["id"] for r in _rows(out / "hyp.jsonl")} == {r["id"] for r in per_utt}
@@ -162,6 +167,7 @@ def test_eval_scores_an_external_hypothesis_file_with_the_normaliser(tmp_path):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["normalized"]["wer"] == pytest.approx(1 / 3)  # "ZERO!" is "zero" after normalising
     assert summary["raw"]["wer"] == pytest.approx(2 / 3)
+    assert summary["normalized"]["wer_interval"]["clusters"] == 3  # no speakers: each utterance its own
     assert summary["hypotheses"] == str(tmp_path / "text")
 
 
@@ -184,6 +190,16 @@ def test_eval_noise_with_focus_and_a_peer(tiny_model_dir, padded_digits, data_di
     assert all(isinstance(wer["tiny"][k][s], float) for k in wer["tiny"] for s in ["clean", "10", "0"])
     assert wer["tiny"]["average"]["0"] == pytest.approx((wer["tiny"]["white"]["0"] + wer["tiny"]["babble"]["0"]) / 2)
     assert wer["oracle"]["white"]["clean"] == 0.0 and wer["oracle"]["white"]["10"] is None
+    intervals = results["wer"]["intervals"]
+    assert all(intervals["tiny"][k][s]["lo"] <= wer["tiny"][k][s] <= intervals["tiny"][k][s]["hi"]
+               for k in wer["tiny"] for s in ["clean", "10", "0"])
+    assert intervals["oracle"]["white"]["clean"] == {"lo": 0.0, "hi": 0.0}
+    assert intervals["oracle"]["white"]["10"] is None
+    differences = results["wer"]["differences"]
+    assert differences["baseline"] == "tiny" and list(differences["systems"]) == ["oracle"]
+    oracle_clean = differences["systems"]["oracle"]["white"]["clean"]
+    assert oracle_clean["estimate"] == pytest.approx(-wer["tiny"]["white"]["clean"])
+    assert oracle_clean["lo"] <= oracle_clean["estimate"] <= oracle_clean["hi"] <= 0.0
     assert set(results["hallucination"]) == {"tiny"}  # the peer gave no noise_only file
     assert results["hallucination"]["tiny"]["all"]["clips"] == 3  # white, babble, silence
     assert (out / "systems" / "tiny" / "babble_0" / "summary.json").is_file()
@@ -202,6 +218,9 @@ def test_eval_noise_with_focus_and_a_peer(tiny_model_dir, padded_digits, data_di
         assert 0.2 < table["by_snr"]["clean"]["chance"] < 0.8  # the padding is not speech
     markdown = (out / "results.md").read_text()
     assert "## Attention focus: tiny, cross attention" in markdown
+    assert re.search(r"\| tiny \| white \| \d+\.\d \[\d+\.\d, \d+\.\d\] \|", markdown)
+    assert "| oracle | white | 0.0 [0.0, 0.0] | n/a | n/a |" in markdown
+    assert "| oracle - tiny | white |" in markdown
     assert "| 1.2 |" in markdown and "| **2** (mean) |" in markdown
 
     for png in [out / "wer_vs_snr.png", out / "systems" / "tiny" / "attention_example.png"]:

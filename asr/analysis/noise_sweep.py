@@ -7,7 +7,9 @@ Layout of the output folder:
     systems/<system>/<condition>/  asr eval's report of that system on that condition
     systems/<system>/noise_only.jsonl           its hypotheses for the noise-only and silent clips
     systems/<system>/attention_example.png      with focus: attention over one noisy input
-    results.json, results.md       WER table, hallucination table, focus tables
+    results.json, results.md       WER table (95 % bootstrap intervals over speakers, and each
+                                   system's paired difference to the first), hallucination table,
+                                   focus tables
     wer_vs_snr.png                 WER against SNR, one line per system
 
 Peers (systems run elsewhere) are read from a hypothesis folder laid out as
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from asr.analysis.bootstrap import UtteranceErrors
 from asr.analysis.hallucination import Hallucination, hallucination_by_kind
 from asr.analysis.markdown import markdown_table
 from asr.analysis.noise_focus import ATTENTIONS, FocusRecorder, FocusTable, focus_markdown, focus_table
@@ -127,18 +130,18 @@ def run_sweep(config: SweepConfig) -> SweepResult:
         raise ConfigError("nothing to evaluate: give at least one model or a hypothesis folder")
     sets = prepare_sweep(config)
     clips = clip_kinds(sets.noise_only)
-    wer: dict[str, dict[str, Optional[float]]] = {}
+    errors: dict[str, dict[str, Optional[UtteranceErrors]]] = {}
     hallucination: dict[str, dict[str, Hallucination]] = {}
     focus: dict[str, dict[str, FocusTable]] = {}
     for name, model in models:
         system_dir = out_dir / "systems" / name
-        wer[name], hypotheses, tables = _run_model(model, sets, system_dir, config)
+        errors[name], hypotheses, tables = _run_model(model, sets, system_dir, config)
         hallucination[name] = hallucination_by_kind(clips, hypotheses)
         if tables:
             focus[name] = tables
     for name, folder in peers.items():
-        wer[name] = {c.name: _score_peer(folder, c.name, sets.manifests[c.name], out_dir / "systems" / name)
-                     for c in sets.conditions}
+        errors[name] = {c.name: _score_peer(folder, c.name, sets.manifests[c.name], out_dir / "systems" / name)
+                        for c in sets.conditions}
         noise_only = _peer_file(folder, NOISE_ONLY)
         if noise_only is not None:
             hallucination[name] = hallucination_by_kind(clips, read_hypotheses(noise_only))
@@ -148,7 +151,7 @@ def run_sweep(config: SweepConfig) -> SweepResult:
         "decoding_overrides": config.decoding, "git_revision": git_revision(),
         "focus_threshold_db": config.focus_threshold_db if config.focus else None,
     }
-    result = SweepResult(setup, WerTable(list(config.kinds), list(config.snrs), wer), hallucination, focus, out_dir)
+    result = SweepResult(setup, WerTable(list(config.kinds), list(config.snrs), errors), hallucination, focus, out_dir)
     _write_json(result.summary(), out_dir / "results.json")
     (out_dir / "results.md").write_text(result.markdown(), encoding="utf-8")
     plot_wer_vs_snr(result.wer, out_dir / "wer_vs_snr.png")
@@ -156,20 +159,20 @@ def run_sweep(config: SweepConfig) -> SweepResult:
 
 
 def _run_model(model: str, sets: NoisySets, system_dir: Path, config: SweepConfig
-               ) -> tuple[dict[str, Optional[float]], dict[str, str], dict[str, FocusTable]]:
-    """WER per condition, noise-only hypotheses and focus tables of one model."""
+               ) -> tuple[dict[str, Optional[UtteranceErrors]], dict[str, str], dict[str, FocusTable]]:
+    """Word errors per condition, noise-only hypotheses and focus tables of one model."""
     recognizer = load_model(model, config.device)
     decoding = {**config.decoding, "return_attention": True} if config.focus else config.decoding
     recorder = (FocusRecorder(recognizer, sets.clean_audio, _example(sets), config.focus_threshold_db)
                 if config.focus else None)
-    wer: dict[str, Optional[float]] = {}
+    errors: dict[str, Optional[UtteranceErrors]] = {}
     utterance_wer: dict[tuple[str, str], float] = {}
     for condition in sets.conditions:
         observe = recorder.observer(condition.name) if recorder else None
         evaluation = evaluate_model(recognizer, sets.manifests[condition.name], system_dir / condition.name,
                                     model_name=model, decoding=decoding, batch_size=config.batch_size,
                                     observe=observe)
-        wer[condition.name] = evaluation.report.normalized.wer
+        errors[condition.name] = evaluation.report.normalized.utterance_errors()
         utterance_wer.update(_utterance_wer(condition.name, evaluation.report))
     clips = read_manifest(sets.noise_only)
     hypotheses, _, _ = transcribe_utterances(recognizer, clips, decoding_options(recognizer, config.decoding),
@@ -185,7 +188,7 @@ def _run_model(model: str, sets: NoisySets, system_dir: Path, config: SweepConfi
             waveform = load_audio(recorder.example.audio, recognizer.sample_rate)
             plot_attention_example(recorder.example, waveform, recognizer.sample_rate,
                                    system_dir / "attention_example.png")
-    return wer, hypotheses, tables
+    return errors, hypotheses, tables
 
 
 def _example(sets: NoisySets) -> tuple[str, str]:
@@ -218,12 +221,12 @@ def _peer_file(folder: Path, condition: str) -> Optional[Path]:
                  if (folder / f"{condition}{suffix}").is_file()), None)
 
 
-def _score_peer(folder: Path, condition: str, manifest: Path, system_dir: Path) -> Optional[float]:
+def _score_peer(folder: Path, condition: str, manifest: Path, system_dir: Path) -> Optional[UtteranceErrors]:
     hypotheses = _peer_file(folder, condition)
     if hypotheses is None:
         log.warning("%s has no hypotheses for %s (%s.jsonl or .txt); left out", folder, condition, condition)
         return None
-    return evaluate_hypotheses(manifest, hypotheses, system_dir / condition).normalized.wer
+    return evaluate_hypotheses(manifest, hypotheses, system_dir / condition).normalized.utterance_errors()
 
 
 def _hallucination_markdown(hallucination: dict[str, dict[str, Hallucination]]) -> str:

@@ -19,7 +19,8 @@ SPEECH_COLOR = "#00e5ff"
 
 
 def plot_wer_vs_snr(table: WerTable, path: str | Path) -> Path:
-    """One panel for the average over noise kinds and one per kind; one line per system."""
+    """One panel for the average over noise kinds and one per kind; one line per system, in a band
+    of its 95 % bootstrap interval."""
     panels = [AVERAGE, *table.kinds]
     columns = min(3, len(panels))
     rows = math.ceil(len(panels) / columns)
@@ -30,7 +31,13 @@ def plot_wer_vs_snr(table: WerTable, path: str | Path) -> Path:
     for ax, kind in zip(axes, panels, strict=False):  # spare axes are hidden below
         for system in table.systems:
             wer = [table.cell(system, kind, snr) for snr in table.snrs]
-            ax.plot(x, [np.nan if w is None else 100 * w for w in wer], marker="o", label=system)
+            line, = ax.plot(x, [np.nan if w is None else 100 * w for w in wer], marker="o", label=system)
+            # Each cell's 95 % interval as a band. Whether two systems differ is the paired differences'
+            # call (results.md): bands that overlap may still hide a clear paired difference.
+            bounds = [table.interval(system, kind, snr) for snr in table.snrs]
+            ax.fill_between(x, [np.nan if b is None else 100 * b.lo for b in bounds],
+                            [np.nan if b is None else 100 * b.hi for b in bounds], color=line.get_color(),
+                            alpha=0.15, linewidth=0)
         ax.set_title(f"{AVERAGE} over kinds" if kind == AVERAGE else kind)
         ax.set_xticks(x, labels)
         ax.set_xlabel("SNR (dB)")
