@@ -25,6 +25,7 @@ from asr.decoding.rescore import attention_rescore
 from asr.decoding.teacher_forcing import teacher_force
 from asr.errors import CheckpointError, ConfigError
 from asr.model.asr_model import ASRModel
+from asr.model.encoder import lengths_to_mask
 from asr.recognizer import Recognizer
 from asr.tokenizer import BLANK, SOS_EOS, UNK, WORD_MARK, CharTokenizer
 from asr.train import train
@@ -402,3 +403,41 @@ def test_recognizer_takes_arrays_and_checks_names(digits):
     with pytest.raises(CheckpointError, match="unknown model"):
         asr.load_model("whisper-large-v9")
 
+
+def test_the_no_speech_gate_measures_the_densest_stretch_of_speech():
+    from asr.decoding.decode import densest_stretch
+
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([250, 30, 1, 0, 120])
+    speech = torch.rand(5, 250, generator=generator) * lengths_to_mask(lengths, 250)
+    window = 50
+    expected = []
+    for row, n in zip(speech, lengths.tolist()):
+        width = max(1, min(window, n))
+        means = [float(row[t : t + width].mean()) for t in range(0, n - width + 1)]
+        expected.append(max(means, default=0.0))
+    assert densest_stretch(speech, lengths, window).tolist() == pytest.approx(expected, abs=1e-5)
+    # One short word (three non-blank frames) in five seconds of silence: the mean over the clip
+    # is under 0.02, its densest second is not.
+    word = torch.zeros(1, 250)
+    word[0, 100:103] = 0.9
+    assert float(word.mean()) < 0.02 and float(densest_stretch(word, torch.tensor([250]), 50)) == pytest.approx(0.054)
+
+
+def test_length_normalised_search_waits_for_a_full_beam_and_ranks_per_token(digits):
+    """Whisper's rule: summed log-probabilities favour early endings, so rank by score per token."""
+    from asr.decoding.beam_search import beam_search
+
+    model = digits.recognizer.model
+    waveforms = [torch.from_numpy(load_audio(c.path)) for c in digits.clips[:3]]
+    lengths = torch.tensor([len(w) for w in waveforms])
+    batch = torch.nn.utils.rnn.pad_sequence(waveforms, batch_first=True)
+    with torch.no_grad():
+        enc = model.encode(batch, lengths)
+    found = beam_search(model, enc.hidden, enc.lengths, beam_size=3, length_norm=True)
+    for hyps in found:
+        assert len(hyps) >= 3
+        per_token = [h.score / max(1, len(h.tokens)) for h in hyps]
+        assert per_token == sorted(per_token, reverse=True)
+    summed = beam_search(model, enc.hidden, enc.lengths, beam_size=3)
+    assert any(len(a) > len(b) for a, b in zip(found, summed))  # it searched on past the first endings

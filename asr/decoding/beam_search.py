@@ -84,6 +84,7 @@ def beam_search(
     length_penalty: float = 0.0,
     max_length_ratio: float = 1.0,
     ctc_lengths: Optional[Tensor] = None,
+    length_norm: bool = False,
 ) -> list[list[Hypothesis]]:
     """Finished hypotheses of each utterance, best first.
 
@@ -92,7 +93,9 @@ def beam_search(
     reads `ctc_lengths` frames (default memory_lengths: they differ when the input is padded).
     A hypothesis finishes when <eos> ranks among the beam; an utterance stops when no running
     hypothesis can still beat the best finished one, or at max_length_ratio * T' tokens (its
-    running hypotheses then count as finished, without <eos>).
+    running hypotheses then count as finished, without <eos>). With `length_norm`, finished
+    hypotheses rank by score per token and an utterance stops once `beam_size` have finished
+    (Whisper's rule, since per-token scores need not fall as hypotheses grow).
     """
     config = model.config
     batch = memory.shape[0]
@@ -166,14 +169,18 @@ def beam_search(
             # one, the search is over. A length bonus breaks that bound: then also wait for `beam`
             # finished hypotheses (as Whisper does, always; that alone would stop too early).
             best_finished = max((h.score for h in finished[u]), default=NEG_INF)
-            done = (
-                not running
-                or step + 1 >= max_lengths[u]
-                or (best_finished >= running[0].score and (length_penalty <= 0 or len(finished[u]) >= beam))
-            )
+            enough_finished = len(finished[u]) >= beam
+            if length_norm:
+                settled = enough_finished
+            else:
+                leads = bool(running) and best_finished >= running[0].score
+                settled = leads and (length_penalty <= 0 or enough_finished)
+            done = not running or step + 1 >= max_lengths[u] or settled
             if done:
-                if not finished[u]:
-                    finished[u] = [scored.hypothesis(c, ends=False) for c in running]
+                # Out of length: running hypotheses count as finished, only where none has, or (ranked
+                # per token, as Whisper does) to fill the beam.
+                wanted = beam - len(finished[u]) if length_norm else (0 if finished[u] else beam)
+                finished[u] += [scored.hypothesis(c, ends=False) for c in running[: max(0, wanted)]]
                 continue
             next_active.append(u)
             survivors.append(running)
@@ -201,7 +208,8 @@ def beam_search(
         if scorer is not None:
             prefix_state = scorer.select(prefix_state, extension, row, column)
         active = next_active
-    return [sorted(hyps, key=lambda h: h.score, reverse=True) for hyps in finished]
+    rank = (lambda h: h.score / max(1, len(h.tokens))) if length_norm else (lambda h: h.score)
+    return [sorted(hyps, key=rank, reverse=True) for hyps in finished]
 
 
 def _first_step(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from asr.decoding.align import FrameTiming, forced_align, token_frames
@@ -36,6 +37,24 @@ class Vocabularies:
         return self.ctc is self.decoder
 
 
+# The no-speech gate measures speech where it is densest, over this long a stretch: averaged over a
+# whole clip, one short word ("tie") in a second or more of silence falls under any threshold that
+# keeps noise out.
+NO_SPEECH_WINDOW_SECONDS = 1.0
+
+
+def densest_stretch(speech: Tensor, lengths: Tensor, window: int) -> Tensor:
+    """(B,) the largest mean of `speech` (B, T) over `window` consecutive valid frames, or over all
+    of an utterance's frames when it has fewer. Frames past `lengths` must hold zeros."""
+    cumulative = F.pad(speech.float().cumsum(1), (1, 0))  # (B, T + 1): sums of the first t frames
+    widths = lengths.clamp(min=1, max=window)  # (B,)
+    ends = torch.arange(1, speech.shape[1] + 1, device=speech.device)  # a stretch ending after frame t
+    starts = (ends[None, :] - widths[:, None]).clamp(min=0)
+    sums = cumulative[:, 1:] - cumulative.gather(1, starts)
+    inside = (starts + widths[:, None] == ends[None, :]) & (ends[None, :] <= lengths[:, None])
+    return (sums.masked_fill(~inside, 0).amax(1) / widths).clamp(min=0)
+
+
 @torch.no_grad()
 def decode(
     model: ASRModel, tokenizer: Tokenizer, waveforms: Tensor, lengths: Tensor, options: DecodingOptions,
@@ -59,7 +78,8 @@ def decode(
     ctc_lengths = torch.minimum(enc.lengths, model.encoded_frames(lengths))
     valid = lengths_to_mask(ctc_lengths, log_probs.shape[1])
     speech = (1 - log_probs[..., config.blank_id].exp()) * valid
-    speech_probs = (speech.sum(1) / ctc_lengths).tolist()
+    window = max(1, round(NO_SPEECH_WINDOW_SECONDS / FrameTiming.of(model).shift))
+    speech_probs = densest_stretch(speech, ctc_lengths, window).tolist()
     encoded = time.perf_counter()
 
     # Utterances under the no-speech gate skip the search and decode to nothing.
@@ -172,6 +192,7 @@ def search(
         length_penalty=options.length_penalty,
         max_length_ratio=options.max_length_ratio,
         ctc_lengths=ctc_lengths,
+        length_norm=options.length_norm,
     )
     return [hyps[0] for hyps in nbest]
 

@@ -28,6 +28,11 @@ class DecodingOptions:
     # Added to a hypothesis score per output token ("attention", "joint", "rescore");
     # positive values favour longer outputs, counteracting the decoder's bias to stop early.
     length_penalty: float = 0.0
+    # Rank finished hypotheses of "attention" and "joint" by their score per token, and search until
+    # `beam_size` of them have finished, as Whisper and CTranslate2 do. Summed log-probabilities
+    # favour hypotheses that end early: without this, an imported Whisper model stops after the
+    # first clause of a long utterance.
+    length_norm: bool = False
     # Longest output, in tokens per encoder frame ("attention" and "joint"); the decoder's
     # position table caps it too.
     max_length_ratio: float = 1.0

@@ -45,7 +45,7 @@ class Result:
     alignment: list[int]  # per encoder frame, the position in `tokens` it emits, or -1 for a blank
     frame_timing: FrameTiming  # where encoder frames (alignment, attention columns) lie in time
     duration: float  # seconds of audio
-    speech_prob: float  # mean over frames of the CTC non-blank posterior (the no-speech gate's measure)
+    speech_prob: float  # CTC non-blank posterior, mean over its densest 1 s (the no-speech gate's measure)
     timings: Timings
     # On request (DecodingOptions.return_attention). Row i of cross_attention is the decoder step
     # that predicted tokens[i]; None if the hypothesis is longer than the decoder's position table.

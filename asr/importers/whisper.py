@@ -44,7 +44,7 @@ BUNDLED = "tiny.en"
 
 # How Whisper itself decodes (attention beam search over input padded to 30 s): the settings an
 # imported model is saved with, since its CTC head is untrained until fine-tuning.
-WHISPER_DECODING = {"mode": "attention", "beam_size": 5, "pad_to_frames": 3000}
+WHISPER_DECODING = {"mode": "attention", "beam_size": 5, "pad_to_frames": 3000, "length_norm": True}
 
 # The CTC head's alphabet: what the scoring normaliser leaves of English text.
 CTC_SYMBOLS = [BLANK, UNK, "'", *"0123456789", *"abcdefghijklmnopqrstuvwxyz", WORD_MARK, SOS_EOS]
