@@ -4,6 +4,8 @@
 #
 #   recipes/noisy_eval/run.sh [--stage N] [--stop-stage N] [--data-dir DIR] [--manifest M] [--out DIR]
 #                             [--peers faster-whisper-int8,pocketsphinx] [--threads N] [--unchanged-tiny 0|1]
+#                             [--snrs clean,20,10,5,0] [--kinds babble,music,street] [--clips-per-kind N]
+#                             [--focus 0|1]
 #
 # Stages: 0 noisy test audio, 1 peers transcribe it (needs pip install -e ".[bench]"),
 # 2 the sweep (our models + peers' hypotheses, with the attention-focus analysis),
@@ -24,6 +26,7 @@ unchanged_tiny=1   # 0 leaves out Whisper tiny.en imported unchanged (asr import
 tiny_dir=exp/whisper_ctc/whisper_tiny_en
 clips_per_kind=10  # noise-only clips per noise kind, and as many silent ones
 threads=2
+focus=1            # 0 leaves out the attention-focus analysis (faster)
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -35,6 +38,9 @@ while [ $# -gt 0 ]; do
     --peers) peers=$2; shift 2 ;;
     --extra-models) extra_models=$2; shift 2 ;;
     --clips-per-kind) clips_per_kind=$2; shift 2 ;;
+    --snrs) snrs=$2; shift 2 ;;
+    --kinds) kinds=$2; shift 2 ;;
+    --focus) focus=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --unchanged-tiny) unchanged_tiny=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
@@ -80,7 +86,7 @@ if run 2; then
   hyps=()
   [ -d "$out/hyps" ] && hyps=(--hyp-dir "$out/hyps")
   OMP_NUM_THREADS=$threads asr eval-noise "${sweep[@]}" "${models[@]}" $extra_models \
-    "${hyps[@]}" --focus --batch-size 4
+    "${hyps[@]}" $([ "$focus" != 0 ] && echo --focus) --batch-size 4
 fi
 if run 3; then
   {

@@ -1,0 +1,53 @@
+"""Stage 2 of the unseen-voices benchmark: RESULTS.md from each set's sweep results.
+
+    python recipes/unseen_voices/results.py --out exp/unseen_voices --sets speechocean762_test,commonvoice \
+        --command "recipes/unseen_voices/run.sh ..." > recipes/unseen_voices/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+from pathlib import Path
+
+from asr.evaluate import git_revision
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="exp/unseen_voices")
+    parser.add_argument("--sets", required=True, help="comma-separated set names, as run.sh ran them")
+    parser.add_argument("--command", required=True, help="the command that produced the results")
+    args = parser.parse_args()
+    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    print("# Unseen voices: results\n")
+    print(f"Produced by `{args.command}` (git {git_revision() or 'unknown'}, {today}, CPU: {cpu_model()}).")
+    print("Every speaker here is one no model of this project was trained, tuned or calibrated on; the")
+    print("noise is the test split of the noise bank. Intervals are 95 % bootstrap intervals over speakers;")
+    print("a difference whose interval holds 0 is no difference. The files behind each table are in")
+    print(f"`{args.out}/<set>/`.\n")
+    for name in args.sets.split(","):
+        results = Path(args.out) / name / "results.md"
+        print(f"## {name}\n")
+        if not results.is_file():
+            print(f"Not run: {results} is missing.\n")
+            continue
+        body = results.read_text().strip()
+        # The sweep's own title would repeat under every set.
+        lines = [line for line in body.splitlines() if not line.startswith("# ")]
+        print("\n".join(lines).strip() + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The unseen-voices benchmark: WER of the default model, Whisper tiny.en imported unchanged and
+# decoded as Whisper decodes, and faster-whisper (tiny.en int8, beam 5), side by side, on speakers
+# never used in training, clean and under held-out noise, with 95 % bootstrap intervals by speaker.
+#
+#   recipes/unseen_voices/run.sh [--stage N] [--stop-stage N] [--data-dir DIR] [--out DIR]
+#                                [--per-speaker N] [--snrs clean,20,10,5,0] [--kinds babble,music,street]
+#                                [--sets speechocean762_test,commonvoice,librispeech_mini,speechbrain]
+#
+# Stages: 0 test manifests (prepare.py); 1 each set through recipes/noisy_eval/run.sh (noisy audio,
+# faster-whisper, our models, noise-only clips); 2 RESULTS.md from the sets' results.
+# Run from the repository root; see recipes/unseen_voices/README.md.
+set -euo pipefail
+
+stage=0
+stop_stage=2
+data_dir=${ASR_DATA_DIR:-../shared/data}
+out=exp/unseen_voices
+per_speaker=2
+snrs=clean,20,10,5,0
+kinds=babble,music,street
+sets=speechocean762_test,commonvoice,librispeech_mini,speechbrain
+clips_per_kind=10
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) stage=$2; shift 2 ;;
+    --stop-stage) stop_stage=$2; shift 2 ;;
+    --data-dir) data_dir=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --per-speaker) per_speaker=$2; shift 2 ;;
+    --snrs) snrs=$2; shift 2 ;;
+    --kinds) kinds=$2; shift 2 ;;
+    --sets) sets=$2; shift 2 ;;
+    --clips-per-kind) clips_per_kind=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 1 ;;
+  esac
+done
+run() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+manifests=recipes/unseen_voices/data
+
+if run 0; then
+  python recipes/unseen_voices/prepare.py --data-dir "$data_dir" --out $manifests --per-speaker $per_speaker
+fi
+if run 1; then
+  for set in ${sets//,/ }; do  # each set's sweep decodes the same noise-only clips (same seed)
+    recipes/noisy_eval/run.sh --stage 0 --stop-stage 2 --data-dir "$data_dir" --manifest $manifests/$set.jsonl \
+      --out "$out/$set" --peers faster-whisper-int8 --snrs $snrs --kinds $kinds --clips-per-kind $clips_per_kind --focus 0
+  done
+fi
+if run 2; then
+  python recipes/unseen_voices/results.py --out "$out" --sets $sets \
+    --command "recipes/unseen_voices/run.sh --per-speaker $per_speaker --snrs $snrs --kinds $kinds --sets $sets" \
+    > recipes/unseen_voices/RESULTS.md
+fi
