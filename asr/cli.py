@@ -371,8 +371,89 @@ def run_eval_noise(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- serve ---------------------------------------------------------------------------------------
+
+def add_serve(sub: argparse._SubParsersAction) -> None:
+    # asr.server.config imports no web framework: building the parser must not pay for FastAPI.
+    from asr.server.config import MB, ServerConfig
+    from asr.vad import VadConfig
+
+    defaults = ServerConfig(model="")
+    p = sub.add_parser(
+        "serve", help="serve OpenAI's audio transcription API over HTTP (POST /v1/audio/transcriptions)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Load the model once and answer OpenAI's POST /v1/audio/transcriptions (response_format json,\n"
+                    "text, srt, vtt, verbose_json), GET /v1/models and GET /health, with the transcripts\n"
+                    "`asr transcribe` gives. Listens on 127.0.0.1 unless --host says otherwise.",
+        epilog="examples:\n"
+               "  asr serve\n"
+               "  curl http://127.0.0.1:8000/v1/audio/transcriptions -F file=@talk.mp3 -F model=whisper-tiny-ctc\n"
+               "  ASR_API_KEY=secret asr serve --host 0.0.0.0 --workers 2")
+    p.add_argument("--model", help="bundled model name or model folder (default: asr.recognizer.DEFAULT_MODEL)")
+    net = p.add_argument_group("network")
+    net.add_argument("--host", default=defaults.host, help=f"address to listen on (default {defaults.host})")
+    net.add_argument("--port", type=int, default=defaults.port, help=f"0 for any free one (default {defaults.port})")
+    net.add_argument("--api-key", metavar="KEY", help="require 'Authorization: Bearer KEY' on /v1 "
+                                                      "(default: $ASR_API_KEY, which `ps` does not show; else none)")
+    work = p.add_argument_group("work and limits")
+    work.add_argument("--workers", type=int, default=defaults.workers,
+                      help=f"recordings decoded at once, one thread each (default {defaults.workers})")
+    work.add_argument("--queue-size", type=int, default=defaults.queue_size,
+                      help=f"requests admitted beyond those decoding; more get 503 (default {defaults.queue_size})")
+    work.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_bytes / MB, metavar="MB",
+                      help=f"larger uploads get 413 (default {defaults.max_upload_bytes / MB:g})")
+    work.add_argument("--max-duration", type=float, default=defaults.max_duration, metavar="SECONDS",
+                      help=f"longer recordings get 413 (default {defaults.max_duration:g})")
+    work.add_argument("--upload-timeout", type=float, default=defaults.upload_timeout, metavar="SECONDS",
+                      help=f"an upload that sends nothing this long gets 408 (default {defaults.upload_timeout:g})")
+    work.add_argument("--spool-dir", metavar="DIR", help="folder for uploads being decoded (default: the system's "
+                                                         "temporary folder); nothing stays in it")
+    decoding = p.add_argument_group("model and decoding (as for asr transcribe)")
+    _add_decoding_arguments(decoding)
+    decoding.add_argument("--no-speech-threshold", type=float, metavar="P",
+                          help="segments whose speech probability is below P decode to nothing (default: the model's)")
+    decoding.add_argument("--threads", type=int,
+                          help="torch CPU threads (default: torch's, shared among the workers)")
+    _add_quantize_argument(decoding)
+    decoding.add_argument("--max-segment", type=float, default=VadConfig().max_segment_seconds, metavar="SECONDS",
+                          help="longest piece decoded at once (default %(default)g)")
+    p.set_defaults(handler=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from asr.longform import LongformConfig
+    from asr.recognizer import DEFAULT_MODEL
+    from asr.server.config import MB, ServerConfig
+    from asr.vad import VadConfig
+
+    try:
+        from asr.server.run import serve
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] not in ("fastapi", "starlette", "uvicorn", "python_multipart"):
+            raise
+        raise ConfigError(f"asr serve needs {err.name}, which is not installed: "
+                          "pip install -c constraints.txt -e '.[serve]'") from None
+    overrides = _decoding_overrides(args)
+    if args.no_speech_threshold is not None:
+        overrides["no_speech_threshold"] = args.no_speech_threshold
+    extra = {"spool_dir": Path(args.spool_dir)} if args.spool_dir else {}
+    config = ServerConfig(
+        model=args.model or DEFAULT_MODEL, host=args.host, port=args.port,
+        api_key=args.api_key if args.api_key is not None else os.environ.get("ASR_API_KEY") or None,
+        workers=args.workers, queue_size=args.queue_size, max_upload_bytes=round(args.max_upload_mb * MB),
+        max_duration=args.max_duration, upload_timeout=args.upload_timeout, device=args.device,
+        threads=args.threads, quantize=args.quantize,
+        longform=LongformConfig(VadConfig(max_segment_seconds=args.max_segment), batch_size=args.batch_size),
+        overrides=overrides, **extra,
+    )
+    return serve(config)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_train, add_average, add_import, add_export, add_transcribe,
-                                                                   add_eval, add_eval_noise]
+                                                                   add_eval, add_eval_noise, add_serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

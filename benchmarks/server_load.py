@@ -1,0 +1,201 @@
+"""Throughput and latency of `asr serve` under concurrent clients, against decoding one at a time.
+
+    python benchmarks/server_load.py                                   # the default model, 8 clients
+    python benchmarks/server_load.py --model exp/run/model --clients 20 --requests 5 --workers 1 2 4
+
+Three measurements, each of clients x requests transcriptions of the same clips (rotating):
+  in-process  transcribe_long in this process, one request at a time: the decoding alone, no HTTP
+  1 client    one client over HTTP, one request at a time: decoding plus HTTP, upload and spooling
+  N clients   N clients at once, each sending its requests one after another
+The last two run against a fresh `asr serve` per --workers value (on 127.0.0.1, a free port).
+Latency is from sending a request to reading its whole answer. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_AUDIO = [REPO / "audio_samples" / name for name in ("spk1_snt1.flac", "7_jackson_0.flac", "LJ001-0002.flac")]
+BOUNDARY = "asr-benchmark-boundary"
+STARTUP_SECONDS = 300
+REQUEST_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    clients: int
+    latencies: list[float]  # seconds, one per answered request
+    errors: int
+    wall: float  # seconds from the first request sent to the last answer read
+    audio_seconds: float  # of all the requests answered
+
+    def row(self) -> str:
+        ms = sorted(1000 * t for t in self.latencies) or [float("nan")]
+        p = lambda q: ms[min(len(ms) - 1, round(q * (len(ms) - 1)))]  # noqa: E731  # nearest rank
+        return (f"| {self.name} | {self.clients} | {len(self.latencies)} | {self.errors} | "
+                f"{len(self.latencies) / self.wall:.2f} | {self.audio_seconds / self.wall:.1f} | "
+                f"{p(0.5):.0f} | {p(0.9):.0f} | {p(0.99):.0f} | {ms[-1]:.0f} |")
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
+        else platform.processor()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    git = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=REPO, capture_output=True,
+                         text=True).stdout.strip() or "unknown"
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return f"CPU: {cpu}, {cores} cores usable; git {git}; Python {platform.python_version()}; load average {load}"
+
+
+def multipart(data: bytes, filename: str) -> bytes:
+    return (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="model"\r\n\r\nbenchmark\r\n'
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def transcribe_over_http(port: int, body: bytes) -> str:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_SECONDS)
+    try:
+        connection.request("POST", "/v1/audio/transcriptions", body,
+                           {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+        response = connection.getresponse()
+        answer = response.read().decode()
+        if response.status != 200:
+            raise RuntimeError(f"{response.status}: {answer}")
+        return json.loads(answer)["text"]
+    finally:
+        connection.close()
+
+
+def run_clients(name: str, port: int, bodies: list[bytes], seconds: list[float], clients: int,
+                requests: int, expected: list[str]) -> Run:
+    def client(number: int) -> tuple[list[float], int, float]:
+        latencies, errors, audio = [], 0, 0.0
+        for i in range(requests):
+            k = (number + i) % len(bodies)
+            began = time.perf_counter()
+            try:
+                text = transcribe_over_http(port, bodies[k])
+            except (OSError, RuntimeError) as err:
+                print(f"  {name}: request failed: {err}", file=sys.stderr)
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - began)
+            audio += seconds[k]
+            errors += text != expected[k]
+        return latencies, errors, audio
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(client, range(clients)))
+    wall = time.perf_counter() - began
+    return Run(name, clients, [t for r in results for t in r[0]], sum(r[1] for r in results), wall,
+               sum(r[2] for r in results))
+
+
+def run_in_process(model: str, audio: list[Path], seconds: list[float], count: int,
+                   threads: int | None) -> tuple[Run, list[str]]:
+    """`count` transcriptions one at a time in this process; and each clip's transcript, to check answers by."""
+    import torch
+
+    import asr
+
+    if threads:
+        torch.set_num_threads(threads)
+    recognizer = asr.load_model(model)
+    expected = [asr.transcribe_long(recognizer, path).text for path in audio]  # also the warm-up
+    latencies, total = [], 0.0
+    began = time.perf_counter()
+    for i in range(count):
+        start = time.perf_counter()
+        asr.transcribe_long(recognizer, audio[i % len(audio)])
+        latencies.append(time.perf_counter() - start)
+        total += seconds[i % len(audio)]
+    return Run("in-process, one at a time", 1, latencies, 0, time.perf_counter() - began, total), expected
+
+
+class ServerProcess:
+    def __init__(self, model: str, workers: int, queue_size: int, threads: int | None, log: Path):
+        command = [sys.executable, "-m", "asr.cli", "serve", "--model", model, "--port", "0", "--workers", str(workers),
+                   "--queue-size", str(queue_size), *(["--threads", str(threads)] if threads else [])]
+        self.log = log
+        with log.open("w") as output:
+            self.process = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+        self.port = self._wait_for_port()
+
+    def _wait_for_port(self) -> int:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                sys.exit(f"asr serve exited with {self.process.returncode}:\n{self.log.read_text()}")
+            found = re.search(r"asr serve: .* at http://127\.0\.0\.1:(\d+)/v1", self.log.read_text())
+            if found:
+                return int(found.group(1))
+            time.sleep(0.2)
+        self.stop()
+        sys.exit(f"asr serve did not start within {STARTUP_SECONDS} s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="whisper-tiny-ctc", help="bundled model name or model folder")
+    parser.add_argument("--audio", nargs="+", type=Path, default=DEFAULT_AUDIO, help="clips sent in turn")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
+    parser.add_argument("--requests", type=int, default=5, help="requests per client (default 5)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="asr serve --workers values, a server each (default 1 2)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: as asr serve chooses)")
+    args = parser.parse_args()
+
+    import soundfile as sf
+
+    seconds = [sf.info(str(path)).duration for path in args.audio]
+    bodies = [multipart(path.read_bytes(), path.name) for path in args.audio]
+    total = args.clients * args.requests
+    print(machine())
+    print(f"model {args.model}; {len(args.audio)} clips of {', '.join(f'{s:.1f}' for s in seconds)} s; "
+          f"{total} requests per measurement\n")
+    baseline, expected = run_in_process(args.model, args.audio, seconds, total, args.threads)
+    rows = [baseline.row()]
+    with tempfile.TemporaryDirectory(prefix="asr-server-load-") as folder:
+        for workers in args.workers:
+            server = ServerProcess(args.model, workers, args.clients + workers, args.threads,
+                                   Path(folder) / f"server-{workers}.log")
+            try:
+                for body in bodies:  # warm-up: the first decoding of each length allocates
+                    transcribe_over_http(server.port, body)
+                for clients, label in ((1, "1 client"), (args.clients, f"{args.clients} clients")):
+                    run = run_clients(f"asr serve --workers {workers}, {label}", server.port, bodies, seconds,
+                                      clients, total // clients, expected)
+                    rows.append(run.row())
+            finally:
+                server.stop()
+    print("| setup | clients | answered | errors | requests/s | audio s/s | p50 ms | p90 ms | p99 ms | max ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
+    print(f"\nerrors: failed requests, and answers whose text differs from the in-process transcript. "
+          f"Median in-process latency {1000 * statistics.median(baseline.latencies):.0f} ms.")
+
+
+if __name__ == "__main__":
+    main()
