@@ -187,3 +187,13 @@ def test_wer_table_summary_and_markdown_show_intervals():
     assert "| bad - good | white | **+13.8 [" in markdown
     single = WerTable(["white"], [None], {"good": {"clean": _speakers([0.1] * 3)}})
     assert "Difference" not in single.markdown() and single.summary()["differences"]["systems"] == {}
+
+
+def test_one_speaker_gets_no_interval_and_no_verdict():
+    one = UtteranceErrors.of(["a", "b", "c"], [1, 0, 2], [5, 4, 6], ["S", "S", "S"])
+    other = UtteranceErrors.of(["a", "b", "c"], [0, 0, 0], [5, 4, 6], ["S", "S", "S"])
+    interval, difference = one.interval(), one.difference(other)
+    assert not interval.defined and interval.format() == "20.0 [one speaker]"
+    assert difference.estimate > 0 and not difference.excludes_zero  # however large: one voice says nothing
+    two = UtteranceErrors.of(["a", "b", "c"], [1, 0, 2], [5, 4, 6], ["S", "S", "T"])
+    assert two.interval().defined

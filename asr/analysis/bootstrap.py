@@ -41,16 +41,24 @@ class Interval:
         return self.lo <= value <= self.hi
 
     @property
+    def defined(self) -> bool:
+        """Resampling one speaker draws the same set every time: a zero-width interval that says
+        nothing of how the result would vary with other speakers, so none is claimed."""
+        return self.clusters != 1
+
+    @property
     def excludes_zero(self) -> bool:
-        """For a difference: whether it is a difference at all."""
-        return 0.0 not in self
+        """For a difference: whether it is a difference at all (never shown on one speaker)."""
+        return self.defined and 0.0 not in self
 
     def summary(self) -> dict:
         return {"lo": self.lo, "hi": self.hi, "level": self.level, "resamples": self.resamples,
                 "clusters": self.clusters}
 
     def format(self, scale: float = 100.0, digits: int = 1) -> str:
-        """"12.3 [10.1, 14.6]": percent by default."""
+        """"12.3 [10.1, 14.6]": percent by default; "12.3 [one speaker]" where no interval is defined."""
+        if not self.defined:
+            return f"{scale * self.estimate:.{digits}f} [one speaker]"
         return f"{scale * self.estimate:.{digits}f} [{scale * self.lo:.{digits}f}, {scale * self.hi:.{digits}f}]"
 
 

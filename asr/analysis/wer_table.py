@@ -129,6 +129,8 @@ def _cell(interval: Optional[Interval], wer: Optional[float]) -> str:
 def _difference_cell(interval: Optional[Interval]) -> str:
     if interval is None:
         return "n/a"
+    if not interval.defined:
+        return f"{100 * interval.estimate:+.1f} [one speaker]"
     text = f"{100 * interval.estimate:+.1f} [{100 * interval.lo:+.1f}, {100 * interval.hi:+.1f}]"
     return f"**{text}**" if interval.excludes_zero else text
 
