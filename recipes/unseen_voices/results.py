@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import platform
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def main() -> None:
     args = parser.parse_args()
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     print("# Unseen voices: results\n")
-    print(f"Produced by `{args.command}` (git {git_revision() or 'unknown'}, {today}, CPU: {cpu_model()}).")
+    print(f"Produced by `{args.command}` (RESULTS.md written at git {git_revision() or 'unknown'}, {today}, "
+          f"CPU: {cpu_model()}).")
     print("Every speaker here is one no model of this project was trained, tuned or calibrated on; the")
     print("noise is the test split of the noise bank. Intervals are 95 % bootstrap intervals over speakers;")
     print("a difference whose interval holds 0 is no difference. The files behind each table are in")
@@ -43,10 +45,12 @@ def main() -> None:
         if not results.is_file():
             print(f"Not run: {results} is missing.\n")
             continue
-        body = results.read_text().strip()
-        # The sweep's own title would repeat under every set.
-        lines = [line for line in body.splitlines() if not line.startswith("# ")]
-        print("\n".join(lines).strip() + "\n")
+        setup = json.loads((results.parent / "results.json").read_text()).get("setup", {})
+        print(f"Manifest `{setup.get('manifest')}`; tables written at git {setup.get('git_revision') or 'unknown'}.\n")
+        # The set's heading is the section; the sweep's own headings go one level down.
+        for line in results.read_text().strip().splitlines():
+            print("#" + line if line.startswith("## ") else line)
+        print()
 
 
 if __name__ == "__main__":
