@@ -78,7 +78,8 @@ def decode(
     ctc_lengths = torch.minimum(enc.lengths, model.encoded_frames(lengths))
     valid = lengths_to_mask(ctc_lengths, log_probs.shape[1])
     speech = (1 - log_probs[..., config.blank_id].exp()) * valid
-    window = max(1, round(NO_SPEECH_WINDOW_SECONDS / FrameTiming.of(model).shift))
+    timing = FrameTiming.of(model)
+    window = max(1, round(NO_SPEECH_WINDOW_SECONDS / timing.shift))
     speech_probs = densest_stretch(speech, ctc_lengths, window).tolist()
     encoded = time.perf_counter()
 
@@ -101,7 +102,6 @@ def decode(
     labels = [list(h.tokens) if in_ctc_labels else vocab.ctc.encode(t) for h, t in zip(best, texts)]
     decoder_tokens = [h.tokens if not in_ctc_labels or vocab.shared else None for h in best]
 
-    timing = FrameTiming.of(model)
     log_probs_cpu, frame_counts = log_probs.cpu(), ctc_lengths.tolist()
     durations = [n / config.frontend.sample_rate for n in lengths.tolist()]
     aligned = [
