@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Optional
 
 import yaml
 
 from asr.environment import check_compiled_dependencies
 from asr.errors import AsrError, ConfigError
+
+if TYPE_CHECKING:  # torch-free at start-up: the real import is inside the commands
+    from asr.vad import VadConfig
 
 log = logging.getLogger("asr")
 
@@ -159,7 +163,8 @@ def add_transcribe(sub: argparse._SubParsersAction) -> None:
                "  asr transcribe talk.mp3\n"
                "  asr transcribe recordings/ --format srt --output-dir subtitles/\n"
                "  asr transcribe a.wav b.flac --output transcripts.jsonl\n"
-               "  sox meeting.wav -t wav - | asr transcribe - --format json")
+               "  sox meeting.wav -t wav - | asr transcribe - --format json\n"
+               "  arecord -f S16_LE -r 16000 -c 1 | asr transcribe - --stream   # live: words as you speak")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="audio file, folder (searched recursively for audio files), or - for standard input")
     decoding = p.add_argument_group("model and decoding")
@@ -190,13 +195,18 @@ def add_transcribe(sub: argparse._SubParsersAction) -> None:
     long.add_argument("--max-segment", type=float, default=vad.max_segment_seconds, metavar="SECONDS",
                       help="longest piece decoded at once; longer recordings are cut at pauses found by "
                            f"voice activity detection, Silero VAD (default {vad.max_segment_seconds:g})")
+    live = p.add_argument_group("live")
+    live.add_argument("--stream", action="store_true",
+                      help="transcribe one input as it arrives, printing partial lines while an utterance goes on "
+                           "and a final line at each pause (txt: KIND<TAB>START<TAB>END<TAB>TEXT, or jsonl); "
+                           "standard input is read as WAV, or as raw 16-bit PCM without a WAV header")
+    live.add_argument("--raw-rate", type=int, default=16000, metavar="HZ",
+                      help="--stream: sample rate of raw PCM on standard input (mono; default 16000)")
     p.set_defaults(handler=run_transcribe)
 
 
 def run_transcribe(args: argparse.Namespace) -> int:
     from pathlib import Path
-
-    import torch
 
     from asr.formats import PER_INPUT_FORMATS, SubtitleOptions
     from asr.longform import LongformConfig
@@ -223,19 +233,53 @@ def run_transcribe(args: argparse.Namespace) -> int:
     overrides = _decoding_overrides(args)
     if args.no_speech_threshold is not None:
         overrides["no_speech_threshold"] = args.no_speech_threshold
+    if args.stream:
+        return _run_live(args, model, fmt, longform.vad, overrides, report)
     inputs, empty_folders = find_inputs(args.inputs)
     for err in empty_folders:
         report(err)
     check_outputs(output, inputs)  # before the model loads: a mistake costs nothing
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     silero_model()  # a voice activity detector that cannot load is named before the recognizer loads
     recognizer = load_model(model, resolve_device(args.device), quantize=args.quantize)
     failed = transcribe_inputs(recognizer, inputs, output, None, longform, progress=not args.quiet,
                                on_error=report, **overrides)
     return 1 if failed or empty_folders else 0
+
+
+def _run_live(args: argparse.Namespace, model: str, fmt: str, vad: "VadConfig", overrides: dict,
+              report: Callable[[Exception], None]) -> int:
+    from asr.errors import AudioError
+    from asr.live import LiveConfig
+    from asr.live_transcribe import LIVE_FORMATS, stream_transcribe
+    from asr.recognizer import load_model
+    from asr.transcribe import resolve_device
+    from asr.vad import silero_model
+
+    if len(args.inputs) != 1:
+        raise ConfigError(f"--stream transcribes one input (- for standard input), got {len(args.inputs)}")
+    if args.output_dir or args.output:
+        raise ConfigError("--stream prints to standard output: leave out --output-dir and --output")
+    if fmt not in LIVE_FORMATS:
+        raise ConfigError(f"--stream prints {' or '.join(LIVE_FORMATS)}, not {fmt}")
+    _set_threads(args.threads)
+    silero_model()
+    recognizer = load_model(model, resolve_device(args.device), quantize=args.quantize)
+    try:
+        stream_transcribe(recognizer, args.inputs[0], fmt, LiveConfig(vad=vad), raw_rate=args.raw_rate, **overrides)
+    except AudioError as err:
+        report(err)
+        return 1
+    return 0
+
+
+def _set_threads(threads: Optional[int]) -> None:
+    import torch
+
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
 
 
 # --- eval ----------------------------------------------------------------------------------------
@@ -488,6 +532,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"asr {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (`asr ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 141  # 128 + SIGPIPE, as a shell reports a command its pipe stopped
 
 
 if __name__ == "__main__":

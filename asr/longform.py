@@ -20,7 +20,7 @@ from asr.decoding.options import DecodingOptions
 from asr.decoding.result import Word
 from asr.errors import ConfigError
 from asr.recognizer import Recognizer
-from asr.stream import read_blocks
+from asr.stream import AudioWindow, read_blocks
 from asr.vad import Span, VadConfig, VoiceActivityDetector
 
 
@@ -79,7 +79,7 @@ def transcribe_long(
     rate = recognizer.sample_rate
     detector = VoiceActivityDetector(rate, config.vad)
     whole_limit = round(config.vad.max_segment_seconds * rate)
-    window = _AudioWindow()
+    window = AudioWindow()
     ready: list[tuple[Span, np.ndarray]] = []  # found segments with their audio, not yet decoded
     segments: list[Segment] = []
 
@@ -115,31 +115,3 @@ def _segment(span: Span, text: str, words: list[Word], rate: int) -> Segment:
     offset = span.start / rate
     moved = [Word(w.word, round(offset + w.start, 3), round(offset + w.end, 3), w.confidence) for w in words]
     return Segment(round(offset, 3), round(span.end / rate, 3), text.strip(), moved)
-
-
-class _AudioWindow:
-    """The samples of a stream from some point on, addressed by their index in the whole stream."""
-
-    def __init__(self) -> None:
-        self.start = 0  # stream index of the first sample held
-        self.end = 0  # stream index one past the last sample held (= samples appended in all)
-        self._blocks: list[np.ndarray] = []
-
-    def append(self, block: np.ndarray) -> None:
-        self._blocks.append(block)
-        self.end += len(block)
-
-    def take(self, span: Span) -> np.ndarray:
-        """A copy of the samples [span.start, span.end), all of them held."""
-        if span.start < self.start or span.end > self.end:
-            raise ValueError(f"samples {span} are not held (held: {self.start}-{self.end})")
-        held = np.concatenate(self._blocks) if len(self._blocks) != 1 else self._blocks[0]
-        self._blocks = [held]
-        return held[span.start - self.start : span.end - self.start].copy()
-
-    def forget_before(self, index: int) -> None:
-        drop = min(index, self.end) - self.start
-        if drop > 0:
-            held = np.concatenate(self._blocks)
-            self._blocks = [held[drop:].copy()]
-            self.start += drop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -33,7 +34,7 @@ class Recognizer:
     """A model with its tokenizer(s) and its recommended decoding options (model.yaml's `decoding`)."""
 
     def __init__(self, model: ASRModel, tokenizer: Tokenizer, meta: Optional[dict] = None,
-                 ctc_tokenizer: Optional[Tokenizer] = None):
+                 ctc_tokenizer: Optional[Tokenizer] = None, quantization: Optional[str] = None):
         ctc_vocabulary = (ctc_tokenizer or tokenizer).vocab_size
         if model.ctc.proj.out_features != ctc_vocabulary:
             raise CheckpointError(f"the CTC head has {model.ctc.proj.out_features} outputs but its tokenizer has "
@@ -42,6 +43,8 @@ class Recognizer:
         self.tokenizer = tokenizer
         self.ctc_tokenizer = ctc_tokenizer
         self.meta = meta or {}
+        self.quantization = quantization  # how `model` was quantised (asr.model.quantize), None: not at all
+        self._quantized: dict[str, Recognizer] = {}
         try:
             self.default_options = DecodingOptions(**self.meta.get("decoding", {}))
         except TypeError as err:
@@ -55,6 +58,17 @@ class Recognizer:
     def sample_rate(self) -> int:
         return self.model.config.frontend.sample_rate
 
+    def quantized(self, mode: str = "int8") -> Recognizer:
+        """This recognizer with a quantised copy of its model (asr.model.quantize), made on first use
+        and kept; itself if it is quantised so already, or not on the CPU (quantised kernels are CPU ones).
+        The live recognizer's partial results use it: its decoder reads a quarter of the bytes."""
+        if mode == self.quantization or self.device.type != "cpu":
+            return self
+        if mode not in self._quantized:
+            model = quantize_model(copy.deepcopy(self.model), mode)
+            self._quantized[mode] = Recognizer(model, self.tokenizer, self.meta, self.ctc_tokenizer, mode)
+        return self._quantized[mode]
+
     def transcribe(self, audio: Audio, options: Optional[DecodingOptions] = None, **overrides) -> Result:
         """Decodes one recording; `overrides` replace fields of `options`, e.g. mode="ctc_greedy"."""
         return self.transcribe_batch([audio], options, **overrides)[0]
@@ -66,7 +80,7 @@ class Recognizer:
 
         Raises AudioError naming the first input that cannot be read.
         """
-        options = _with_overrides(options or self.default_options, overrides)
+        options = with_overrides(options or self.default_options, overrides)
         waveforms = [self._load(audio) for audio in audios]
         order = sorted(range(len(waveforms)), key=lambda i: len(waveforms[i]), reverse=True)
         results: list[Optional[Result]] = [None] * len(waveforms)
@@ -95,7 +109,8 @@ class Recognizer:
         return np.pad(samples, (0, max(0, shortest - len(samples))))
 
 
-def _with_overrides(options: DecodingOptions, overrides: dict) -> DecodingOptions:
+def with_overrides(options: DecodingOptions, overrides: dict) -> DecodingOptions:
+    """`options` with the fields named in `overrides` replaced; ConfigError for an unknown name."""
     known = {f.name for f in dataclasses.fields(DecodingOptions)}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -118,4 +133,4 @@ def load_model(name_or_path: Union[str, Path] = DEFAULT_MODEL, device: Union[str
     if quantize is not None:
         model = quantize_model(model, quantize)
     ctc_tokenizer = load_ctc_tokenizer(path, meta, tokenizer)
-    return Recognizer(model, tokenizer, meta, None if ctc_tokenizer is tokenizer else ctc_tokenizer)
+    return Recognizer(model, tokenizer, meta, None if ctc_tokenizer is tokenizer else ctc_tokenizer, quantize)

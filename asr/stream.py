@@ -205,3 +205,32 @@ class Resampler:
     def _resample(self, samples: np.ndarray) -> np.ndarray:
         resampled = AF.resample(torch.from_numpy(np.ascontiguousarray(samples)), self.orig_rate, self.new_rate)
         return np.ascontiguousarray(resampled.numpy(), dtype=np.float32)
+
+
+class AudioWindow:
+    """The samples of a stream from some point on, addressed by their index in the whole stream."""
+
+    def __init__(self) -> None:
+        self.start = 0  # stream index of the first sample held
+        self.end = 0  # stream index one past the last sample held (= samples appended in all)
+        self._blocks: list[np.ndarray] = []
+
+    def append(self, block: np.ndarray) -> None:
+        self._blocks.append(block)
+        self.end += len(block)
+
+    def take(self, span: tuple[int, int]) -> np.ndarray:
+        """A copy of the samples [start, end) of `span`, all of them held."""
+        first, last = span
+        if first < self.start or last > self.end:
+            raise ValueError(f"samples {first}-{last} are not held (held: {self.start}-{self.end})")
+        held = np.concatenate(self._blocks) if len(self._blocks) != 1 else self._blocks[0]
+        self._blocks = [held]
+        return held[first - self.start : last - self.start].copy()
+
+    def forget_before(self, index: int) -> None:
+        drop = min(index, self.end) - self.start
+        if drop > 0:
+            held = np.concatenate(self._blocks)
+            self._blocks = [held[drop:].copy()]
+            self.start += drop

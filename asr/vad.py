@@ -130,6 +130,15 @@ class VoiceActivityDetector:
         first_window = self._open if self._open is not None else self._windows
         return max(self._end, first_window * self.window - self.pre_roll)
 
+    @property
+    def open_start(self) -> Optional[int]:
+        """The sample where the segment being built starts, or None while no speech is going on.
+
+        A live recognizer shows partial results of this segment before the detector closes it."""
+        if self._open is None:
+            return None
+        return max(self._end, 0, self._open * self.window - (0 if self._open_at_cut else self.pre_roll))
+
     def feed(self, samples: np.ndarray) -> list[Span]:
         """Spans that `samples`, following everything fed before, complete."""
         samples = np.concatenate([self._remainder, np.asarray(samples, np.float32).reshape(-1)])

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import platform
 import re
 import statistics
 import subprocess
@@ -27,6 +25,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from machine import machine
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_AUDIO = [REPO / "audio_samples" / name for name in ("spk1_snt1.flac", "7_jackson_0.flac", "LJ001-0002.flac")]
@@ -50,17 +50,6 @@ class Run:
         return (f"| {self.name} | {self.clients} | {len(self.latencies)} | {self.errors} | "
                 f"{len(self.latencies) / self.wall:.2f} | {self.audio_seconds / self.wall:.1f} | "
                 f"{p(0.5):.0f} | {p(0.9):.0f} | {p(0.99):.0f} | {ms[-1]:.0f} |")
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
-        else platform.processor()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    git = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=REPO, capture_output=True,
-                         text=True).stdout.strip() or "unknown"
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return f"CPU: {cpu}, {cores} cores usable; git {git}; Python {platform.python_version()}; load average {load}"
 
 
 def multipart(data: bytes, filename: str) -> bytes:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import count
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -25,6 +25,7 @@ from asr.decoding.hypothesis import Hypothesis, combine_scores
 from asr.decoding.prefix_score import CTCPrefixScorer
 from asr.decoding.teacher_forcing import max_tokens
 from asr.config import ModelConfig
+from asr.errors import ConfigError
 from asr.model.asr_model import ASRModel
 from asr.model.decoder import DecoderCache
 from asr.model.encoder import lengths_to_mask
@@ -85,6 +86,8 @@ def beam_search(
     max_length_ratio: float = 1.0,
     ctc_lengths: Optional[Tensor] = None,
     length_norm: bool = False,
+    token_limits: Optional[list[int]] = None,
+    forced: Sequence[int] = (),
 ) -> list[list[Hypothesis]]:
     """Finished hypotheses of each utterance, best first.
 
@@ -93,7 +96,9 @@ def beam_search(
     reads `ctc_lengths` frames (default memory_lengths: they differ when the input is padded).
     A hypothesis finishes when <eos> ranks among the beam; an utterance stops when no running
     hypothesis can still beat the best finished one, or at max_length_ratio * T' tokens (its
-    running hypotheses then count as finished, without <eos>). With `length_norm`, finished
+    running hypotheses then count as finished, without <eos>), or at its `token_limits` tokens
+    when given. `forced` tokens continue the prompt of every utterance: the hypotheses follow
+    them, and neither hold them nor are scored on them. With `length_norm`, finished
     hypotheses rank by score per token and an utterance stops once `beam_size` have finished
     (Whisper's rule, since per-token scores need not fall as hypotheses grow).
     """
@@ -101,9 +106,14 @@ def beam_search(
     batch = memory.shape[0]
     beam, device = beam_size, memory.device
     eos = config.eos_id
-    prefix = [config.sos_id, *config.decoder_prompt]
+    prefix = [config.sos_id, *config.decoder_prompt, *forced]
     never = torch.tensor(never_emitted(config), dtype=torch.long, device=device)
-    max_lengths = [min(max(1, int(max_length_ratio * n)), max_tokens(model)) for n in memory_lengths.tolist()]
+    room = max_tokens(model) - len(forced)
+    if room < 1:
+        raise ConfigError(f"{len(forced)} forced tokens leave the decoder no room for more")
+    max_lengths = [min(max(1, int(max_length_ratio * n)), room) for n in memory_lengths.tolist()]
+    if token_limits is not None:
+        max_lengths = [max(1, min(length, limit - len(forced))) for length, limit in zip(max_lengths, token_limits)]
 
     # Rows of utterance u are u * beam ... u * beam + beam - 1. At first only one of them is alive,
     # so that the first step does not expand `beam` identical copies of <sos>.

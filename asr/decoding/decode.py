@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -84,13 +86,16 @@ def decode(
     encoded = time.perf_counter()
 
     # Utterances under the no-speech gate skip the search and decode to nothing.
-    kept = [b for b, p in enumerate(speech_probs) if p >= options.no_speech_threshold]
+    kept = [b for b, p in enumerate(speech_probs) if p >= options.no_speech_threshold or options.prefix]
     silent = (log_probs[..., config.blank_id] * valid).sum(1).tolist()  # log P_ctc(nothing)
     best = [Hypothesis((), score, ctc_score=score) for score in silent]
     if kept:
         index = torch.tensor(kept, device=enc.hidden.device)
+        seconds = (lengths[index] / config.frontend.sample_rate).tolist()
+        limits = ([math.ceil(options.max_tokens_per_second * max(1.0, s)) for s in seconds]
+                  if options.max_tokens_per_second else None)
         found = search(model, enc.hidden[index], enc.lengths[index], log_probs[index], options, vocab,
-                       ctc_lengths[index])
+                       ctc_lengths[index], limits)
         for b, hyp in zip(kept, found):
             best[b] = hyp
     searched = time.perf_counter()
@@ -161,10 +166,11 @@ def _vocabularies(config, tokenizer: Tokenizer, ctc_tokenizer: Optional[Tokenize
 
 def search(
     model: ASRModel, memory: Tensor, memory_lengths: Tensor, log_probs: Tensor, options: DecodingOptions,
-    vocab: Vocabularies, ctc_lengths: Tensor,
+    vocab: Vocabularies, ctc_lengths: Tensor, token_limits: Optional[list[int]] = None,
 ) -> list[Hypothesis]:
     """The best hypothesis per utterance under options.mode. memory (B, T', d), log_probs (B, T', V);
-    the decoder attends to memory_lengths frames, CTC reads ctc_lengths (fewer when padded).
+    the decoder attends to memory_lengths frames, CTC reads ctc_lengths (fewer when padded); the
+    attention search stops at `token_limits` tokens per utterance when given.
 
     Hypotheses hold CTC labels in the CTC modes, decoder tokens in the others."""
     config = model.config
@@ -172,7 +178,8 @@ def search(
     if not vocab.shared and options.mode == "rescore":
         ctc_nbest = ctc_prefix_beam_search(log_probs, ctc_lengths, options.beam_size, config.blank_id, ctc_eos)
         attention_nbest = beam_search(model, memory, memory_lengths, options.beam_size,
-                                      length_penalty=options.length_penalty, max_length_ratio=options.max_length_ratio)
+                                      length_penalty=options.length_penalty, max_length_ratio=options.max_length_ratio,
+                                      token_limits=token_limits)
         return cross_vocabulary_rescore(model, memory, memory_lengths, log_probs, ctc_nbest, attention_nbest,
                                         vocab.decoder, vocab.ctc, options.ctc_weight, options.length_penalty,
                                         ctc_lengths)
@@ -186,15 +193,16 @@ def search(
             nbest = attention_rescore(model, memory, memory_lengths, nbest, options.ctc_weight, options.length_penalty)
         return [hyps[0] for hyps in nbest]
     nbest = beam_search(
-        model, memory, memory_lengths, options.beam_size,
+        model, memory, memory_lengths, options.beam_size, forced=options.prefix,
         ctc_log_probs=log_probs if options.mode == "joint" else None,
         ctc_weight=options.ctc_weight if options.mode == "joint" else 0.0,
         length_penalty=options.length_penalty,
         max_length_ratio=options.max_length_ratio,
         ctc_lengths=ctc_lengths,
         length_norm=options.length_norm,
+        token_limits=token_limits,
     )
-    return [hyps[0] for hyps in nbest]
+    return [dataclasses.replace(hyps[0], tokens=options.prefix + hyps[0].tokens) for hyps in nbest]
 
 
 def _time_stamps(

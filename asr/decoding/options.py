@@ -36,6 +36,10 @@ class DecodingOptions:
     # Longest output, in tokens per encoder frame ("attention" and "joint"); the decoder's
     # position table caps it too.
     max_length_ratio: float = 1.0
+    # Longest output in tokens per second of audio (at least one second's worth; "attention" and
+    # "joint"); 0: no such limit. Speech runs at 2-5 tokens a second: a search far beyond that is
+    # repeating itself, which a Whisper decoder does on short or cut-off audio.
+    max_tokens_per_second: float = 0.0
     # If the mean over frames of the CTC non-blank posterior, 1 - P(blank), is below this,
     # the utterance is taken to hold no speech and decodes to nothing without any search.
     # Speech runs at about 0.05-0.5; 0 turns the gate off.
@@ -46,6 +50,11 @@ class DecodingOptions:
     # Whisper does (3000 frames = 30 s). 0 encodes the real length only, which is much faster; an
     # imported Whisper model needs the padding for "attention" decoding until it is fine-tuned.
     pad_to_frames: int = 0
+    # Decoder tokens the transcript must begin with ("attention" only; Whisper's `prefix`): the
+    # search continues them, and the result holds them. A live recognizer forces the words it has
+    # already shown as stable. Text already accepted is not gated: with a prefix, the no-speech
+    # gate is off.
+    prefix: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -56,7 +65,11 @@ class DecodingOptions:
             raise ConfigError(f"ctc_weight must lie in [0, 1], got {self.ctc_weight}")
         if self.max_length_ratio <= 0:
             raise ConfigError(f"max_length_ratio must be positive, got {self.max_length_ratio}")
+        if self.max_tokens_per_second < 0:
+            raise ConfigError(f"max_tokens_per_second must not be negative, got {self.max_tokens_per_second}")
         if self.pad_to_frames < 0:
             raise ConfigError(f"pad_to_frames must be 0 or more, got {self.pad_to_frames}")
+        if self.prefix and self.mode != "attention":
+            raise ConfigError(f"a forced prefix needs mode 'attention', not {self.mode!r}")
         if not 0.0 <= self.no_speech_threshold <= 1.0:
             raise ConfigError(f"no_speech_threshold must lie in [0, 1], got {self.no_speech_threshold}")

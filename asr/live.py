@@ -1,0 +1,271 @@
+"""Live transcription: words while the person is still speaking, final text at each pause.
+
+Audio arrives in chunks of any size. The long-form reader's voice activity detector finds where
+each utterance starts and ends. While one is going on, the audio heard of it so far is decoded
+again every `partial_every_seconds` with a cheap search (the model's own settings with a beam of
+one), which gives a partial result. When the detector closes the utterance, at a pause, it is
+decoded once more with the model's full settings: the final result, the same text that offline
+decoding of that segment gives. Finals depend only on where the detector cuts, which chunk sizes
+do not change, so any chunking gives the same final text.
+
+Words that two partials in a row agree on, from the start, are committed (local agreement, as in
+Whisper-Streaming): they are shown as stable, and every later decode of the utterance, its final
+included, continues them as a forced prefix, so they never change. A word is thus final about one
+partial after it has been heard, not only at the pause that ends its utterance.
+
+Work and memory per second are bounded however long the stream runs: an utterance is closed at
+latest after `vad.max_segment_seconds`, and audio before the detector's settled point is dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import numpy as np
+
+from asr.audio import prepare_waveform
+from asr.decoding.options import DecodingOptions
+from asr.decoding.result import Result, Word
+from asr.errors import ConfigError
+from asr.model.quantize import QUANTIZE_MODES
+from asr.recognizer import Recognizer, with_overrides
+from asr.stream import AudioWindow, Resampler
+from asr.vad import Span, VadConfig, VoiceActivityDetector
+
+# Held audio before the detector's settled point is dropped in steps of this much, not at every chunk.
+FORGET_STEP_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    vad: VadConfig = field(default_factory=VadConfig)  # endpoints: a pause of vad.min_silence_seconds
+    partial_every_seconds: float = 0.5  # decode the open utterance again after this much new audio
+    partial_shortest_seconds: float = 0.3  # but not before it is this long (pre-roll included)
+    partial_beam_size: int = 1  # the partial search's beam; finals use the model's settings
+    # A model that reads a fixed window (Whisper's 30 s) reads a partial up to this long padded to
+    # this instead: a third of the encoder's work, and in our measurements the same words
+    # (benchmarks/live_latency.py). Longer partials, and every final, get the model's window.
+    partial_window_seconds: float = 10.0
+    # A partial is cut after this many tokens per second heard: a Whisper decoder given the first
+    # half second of a word tends to repeat it until the window ends ("produced, produced, ...").
+    partial_max_tokens_per_second: float = 8.0
+    # Partials decode with a copy of the model quantised so (Recognizer.quantized; None: as loaded):
+    # decoding one utterance is bound by reading the decoder's weights, and int8 reads a quarter of
+    # the bytes, which makes a partial about three times cheaper. Finals use the model as loaded.
+    partial_quantize: Optional[str] = "int8"
+    # Commit the words that two partials in a row agree on (local agreement): they show as stable
+    # and never change, since every later partial and the final decode continue them (a forced
+    # prefix). Otherwise, and for models not decoded in mode "attention", stable words are the agreed
+    # ones but the final may still change them.
+    commit: bool = True
+
+    def __post_init__(self) -> None:
+        if self.partial_every_seconds <= 0:
+            raise ConfigError(f"partial_every_seconds must be positive, got {self.partial_every_seconds}")
+        if self.partial_beam_size < 1:
+            raise ConfigError(f"partial_beam_size must be at least 1, got {self.partial_beam_size}")
+        if self.partial_max_tokens_per_second < 0:
+            raise ConfigError(f"partial_max_tokens_per_second must not be negative, got {self.partial_max_tokens_per_second}")
+        if self.partial_quantize is not None and self.partial_quantize not in QUANTIZE_MODES:
+            raise ConfigError(f"unknown partial_quantize {self.partial_quantize!r}; choose from {', '.join(QUANTIZE_MODES)}")
+        if self.partial_window_seconds < 0:
+            raise ConfigError(f"partial_window_seconds must not be negative, got {self.partial_window_seconds}")
+
+
+@dataclass(frozen=True)
+class Partial:
+    """What the utterance still going on says so far; replaced by the next partial or its final."""
+
+    text: str
+    stable: str  # a prefix of `text`: committed words, which the final keeps (see LiveConfig.commit)
+    start: float  # seconds from the start of the stream
+    end: float  # the audio heard when it was decoded
+
+    @property
+    def unstable(self) -> str:
+        return self.text[len(self.stable) :].strip()
+
+
+@dataclass(frozen=True)
+class Final:
+    """A finished utterance: its text will not change."""
+
+    text: str  # empty if the model heard no words in it (it replaces any partial all the same)
+    start: float  # seconds from the start of the stream
+    end: float
+    words: list[Word]  # times from the start of the stream
+    result: Result  # the utterance's decoding, times from its own start (attention on request)
+
+
+Event = Union[Partial, Final]
+
+
+def event_dict(event: Event) -> dict:
+    """An event as JSON-ready data: {"type": "partial" | "final", "text", "start", "end", ...}."""
+    if isinstance(event, Partial):
+        return {"type": "partial", "text": event.text, "stable": event.stable, "start": event.start, "end": event.end}
+    return {"type": "final", "text": event.text, "start": event.start, "end": event.end,
+            "words": [{"word": w.word, "start": w.start, "end": w.end, "confidence": round(w.confidence, 4)}
+                      for w in event.words]}
+
+
+class LiveRecognizer:
+    """Feed audio as it arrives; get Partial and Final results as soon as there are any.
+
+        live = LiveRecognizer(asr.load_model())
+        for chunk in microphone():            # float samples at live.sample_rate, any chunk size
+            for event in live.feed(chunk):
+                print(event)
+        for event in live.finish():           # the end of the stream closes the last utterance
+            print(event)
+
+    `options` and `overrides` set the final decoding as for `Recognizer.transcribe` (for example
+    return_attention=True); partials use the same settings with a beam of `partial_beam_size`.
+    `sample_rate` is the rate of the fed samples: anything other than the model's is resampled.
+    """
+
+    def __init__(self, recognizer: Recognizer, config: LiveConfig = LiveConfig(),
+                 options: Optional[DecodingOptions] = None, sample_rate: Optional[int] = None, **overrides):
+        self.recognizer = recognizer
+        self._partial_recognizer = recognizer.quantized(config.partial_quantize) if config.partial_quantize else recognizer
+        self.config = config
+        self.final_options = with_overrides(options or recognizer.default_options, overrides)
+        self.partial_options = dataclasses.replace(self.final_options, beam_size=config.partial_beam_size,
+                                                   return_attention=False,
+                                                   max_tokens_per_second=config.partial_max_tokens_per_second)
+        self.rate = recognizer.sample_rate
+        self.sample_rate = sample_rate or self.rate
+        self._resampler = Resampler(self.sample_rate, self.rate) if self.sample_rate != self.rate else None
+        self._detector = VoiceActivityDetector(self.rate, config.vad)
+        self._audio = AudioWindow()
+        self._partial_every = round(config.partial_every_seconds * self.rate)
+        hop = recognizer.model.config.frontend.hop_length
+        short_window = min(round(config.partial_window_seconds * self.rate / hop), self.final_options.pad_to_frames)
+        self._short_partial_samples = short_window * hop  # partials shorter than this read the short window
+        self._short_partial_options = dataclasses.replace(self.partial_options, pad_to_frames=short_window)
+        self._partial_shortest = round(config.partial_shortest_seconds * self.rate)
+        self._previous: list[str] = []  # the last partial's words
+        self._committed: tuple[int, ...] = ()  # decoder tokens of the utterance's committed words
+        self._commits = config.commit and self.final_options.mode == "attention"
+        self._finished = False
+
+    @property
+    def heard(self) -> float:
+        """Seconds of audio fed so far."""
+        return self._audio.end / self.rate
+
+    def feed(self, samples: np.ndarray) -> list[Event]:
+        """The finals and partials that `samples`, following everything fed before, complete, in order.
+
+        Raises AudioError for samples that are not audio (NaN, far beyond full scale, ...);
+        the stream is unchanged then and may go on."""
+        if self._finished:
+            raise RuntimeError("this stream has finished: start a new LiveRecognizer")
+        samples = np.asarray(samples)
+        if samples.size == 0:
+            return []
+        samples = prepare_waveform(samples, self.sample_rate, self.sample_rate, source="<live audio>")
+        if self._resampler is not None:
+            samples = self._resampler.feed(samples)
+        events: list[Event] = []
+        # Partials are decoded at fixed points of the stream, every partial_every_seconds, whatever
+        # the chunks: so the committed words, and with them the finals, do not depend on chunking.
+        while len(samples):
+            piece = self._partial_every - self._audio.end % self._partial_every
+            events += self._take(samples[:piece])
+            samples = samples[piece:]
+            if self._audio.end % self._partial_every == 0:
+                events += self._partial()
+        return events
+
+    def finish(self) -> list[Event]:
+        """The finals of what is left: the end of the stream ends any utterance going on."""
+        if self._finished:
+            return []
+        self._finished = True
+        tail = self._resampler.finish() if self._resampler is not None else np.zeros(0, np.float32)
+        return self._take(tail, last=True)
+
+    def _take(self, samples: np.ndarray, last: bool = False) -> list[Final]:
+        """Finals of the utterances that `samples` (and the end of the stream, if `last`) close."""
+        self._audio.append(samples)
+        spans = self._detector.feed(samples) if len(samples) else []
+        if last:
+            spans += self._detector.finish()
+        finals = [self._final(span) for span in spans]
+        settled = self._detector.settled
+        if settled - self._audio.start >= FORGET_STEP_SECONDS * self.rate:
+            self._audio.forget_before(settled)
+        return finals
+
+    def _final(self, span: Span) -> Final:
+        options = dataclasses.replace(self.final_options, prefix=self._committed)
+        self._committed, self._previous = (), []
+        result = self.recognizer.transcribe(self._audio.take(span), options)
+        offset = span.start / self.rate
+        words = [Word(w.word, round(offset + w.start, 3), round(offset + w.end, 3), w.confidence) for w in result.words]
+        return Final(result.text.strip(), round(offset, 3), round(span.end / self.rate, 3), words, result)
+
+    def _partial(self) -> list[Partial]:
+        start = self._detector.open_start
+        if start is None or self._audio.end - start < self._partial_shortest:
+            return []
+        audio = self._audio.take(Span(start, self._audio.end))
+        options = self._short_partial_options if len(audio) < self._short_partial_samples else self.partial_options
+        result = self._partial_recognizer.transcribe(audio, dataclasses.replace(options, prefix=self._committed))
+        words = _without_loop(result.text.split())
+        agreed = _agreement(self._previous, words)
+        self._previous = words
+        if self._commits:
+            self._commit(result.tokens, agreed)
+            stable = self.recognizer.tokenizer.decode(list(self._committed)).strip()
+        else:
+            stable = " ".join(words[:agreed])
+        text = " ".join(words)
+        if not text:
+            return []
+        if not text.startswith(stable):  # the loop cut reached into committed words
+            text = stable
+        return [Partial(text, stable, round(start / self.rate, 3), round(self._audio.end / self.rate, 3))]
+
+    def _commit(self, tokens: list[int], words: int) -> None:
+        """Commits the tokens of the first `words` words of a partial whose tokens are `tokens`
+        (which begin with those committed before): up to where word `words + 1` would begin."""
+        decode = self.recognizer.tokenizer.decode
+        if words <= len(decode(list(self._committed)).split()):
+            return
+        end = len(self._committed)
+        while end < len(tokens) and len(decode(tokens[: end + 1]).split()) <= words:
+            end += 1
+        self._committed = tuple(tokens[:end])
+
+
+def _agreement(before: list[str], now: list[str]) -> int:
+    """How many words from the start the two word lists share, ignoring case and punctuation."""
+    count = 0
+    for a, b in zip(before, now):
+        if _bare(a) != _bare(b):
+            break
+        count += 1
+    return count
+
+
+def _without_loop(words: list[str], longest: int = 4) -> list[str]:
+    """`words` with a phrase of up to `longest` words that repeats three times or more at the end
+    kept once: a partial cut off at its token limit while the decoder loops."""
+    bare = [_bare(w) for w in words]
+    for size in range(1, longest + 1):
+        copies = 1
+        while len(bare) >= size * (copies + 1) and bare[len(bare) - size * (copies + 1) : len(bare) - size * copies] \
+                == bare[len(bare) - size :]:
+            copies += 1
+        if copies >= 3:
+            return words[: len(words) - size * (copies - 1)]
+    return words
+
+
+def _bare(word: str) -> str:
+    return re.sub(r"[^\w']", "", word.lower())

@@ -1,0 +1,168 @@
+"""Live transcription: the streaming recognizer, and `asr transcribe --stream` on a pipe."""
+
+import io
+import json
+import re
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import asr
+from asr.audio import load_audio
+from asr.cli import main
+from asr.errors import AudioError, ConfigError
+from asr.live import Final, LiveConfig, LiveRecognizer, Partial
+from asr.vad import VadConfig
+
+RATE = 16000
+CLIPS = ("audio_samples/LJ001-0004.flac", "audio_samples/spk1_snt1.flac")
+NO_PARTIALS = LiveConfig(partial_every_seconds=1e6)
+
+
+def bare(text: str) -> str:
+    return re.sub(r"[^a-z' ]", "", text.lower()).strip()
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    return asr.load_model()
+
+
+@pytest.fixture(scope="module")
+def talk():
+    """Two read sentences by two speakers, with pauses before, between and after them."""
+    silence = np.zeros(RATE, np.float32)
+    clips = [load_audio(path, RATE) for path in CLIPS]
+    return np.concatenate([silence[: RATE // 2], clips[0], silence, clips[1], silence]), clips
+
+
+def run(live: LiveRecognizer, samples: np.ndarray, chunk: int) -> list:
+    events = []
+    for start in range(0, len(samples), chunk):
+        events += live.feed(samples[start : start + chunk])
+    return events + live.finish()
+
+
+def test_finals_are_the_offline_text_whatever_the_chunk_size(recognizer, talk):
+    samples, clips = talk
+    offline = [recognizer.transcribe(clip).text for clip in clips]
+    finals, partials = {}, {}
+    for seconds in (0.01, 0.37, 2.0):
+        events = run(LiveRecognizer(recognizer), samples, round(seconds * RATE))
+        finals[seconds] = [(e.text, e.start, e.end) for e in events if isinstance(e, Final)]
+        partials[seconds] = [(e.text, e.stable, e.end) for e in events if isinstance(e, Partial)]
+    # Partials are decoded at the same points of the stream whatever the chunks, so the words they
+    # commit, and the finals that continue them, are the same too.
+    assert finals[0.01] == finals[0.37] == finals[2.0]
+    assert partials[0.01] == partials[0.37] == partials[2.0] and len(partials[0.01]) >= 8
+    assert [bare(text) for text, _, _ in finals[0.01]] == [bare(text) for text in offline]
+    # Each final lies where its sentence was spoken, in stream time.
+    first_end = (RATE // 2 + len(clips[0])) / RATE
+    (_, start1, end1), (_, start2, end2) = finals[0.01]
+    assert 0.0 <= start1 < 0.8 and first_end - 0.5 < end1 <= first_end + 0.5 < start2 < end2 <= len(samples) / RATE
+
+
+def test_partials_fill_in_while_the_sentence_is_spoken(recognizer, talk):
+    samples, clips = talk
+    first = np.concatenate([np.zeros(RATE // 2, np.float32), clips[0], np.zeros(RATE, np.float32)])
+    events = run(LiveRecognizer(recognizer), first, RATE // 10)
+    partials = [e for e in events if isinstance(e, Partial)]
+    finals = [e for e in events if isinstance(e, Final)]
+    assert len(finals) == 1 and events[-1] is finals[0]
+    spoken_until = (RATE // 2 + len(clips[0])) / RATE
+    assert len([p for p in partials if p.end < spoken_until]) >= 4  # every 0.5 s while speaking
+    assert all(p.text.startswith(p.stable) for p in partials)
+    # Committed words never change: each partial's stable text extends the one before, and the final keeps it.
+    assert all(b.stable.startswith(a.stable) for a, b in zip(partials, partials[1:]))
+    assert finals[0].text.startswith(partials[-1].stable) and partials[-1].stable
+    assert [p.end for p in partials] == sorted(p.end for p in partials)
+    # The words come in as they are spoken: the last partials hold most of the final's words.
+    final_words = bare(finals[0].text).split()
+    assert len(bare(partials[0].text).split()) < len(final_words) / 2
+    last = bare(partials[-1].text).split()
+    assert len(set(last) & set(final_words)) >= 0.8 * len(final_words)
+
+
+def test_memory_stays_bounded_on_speech_without_pauses_and_on_noise(recognizer, data_dir):
+    clip = load_audio(CLIPS[0], RATE)
+    speech = np.concatenate([clip[int(0.3 * RATE) : -int(0.3 * RATE)]] * 16)  # about 70 s, no pause of 0.5 s
+    config = LiveConfig(vad=VadConfig(max_segment_seconds=20.0), partial_every_seconds=1e6)
+    live = LiveRecognizer(recognizer, config)
+    held, finals = [], []
+    for start in range(0, len(speech), RATE):
+        finals += [e for e in live.feed(speech[start : start + RATE]) if isinstance(e, Final)]
+        held.append(live._audio.end - live._audio.start)
+    finals += live.finish()
+    assert len(finals) >= 3  # cut at 20 s at most
+    assert all(f.end - f.start <= 20.0 + 1e-3 for f in finals)
+    assert max(held) <= (20.0 + 2.5) * RATE
+    # Five minutes of noise: no speech, nothing decoded, next to nothing held.
+    rng = np.random.default_rng(0)
+    live = LiveRecognizer(recognizer, config)
+    for _ in range(300):
+        assert live.feed(0.05 * rng.standard_normal(RATE).astype(np.float32)) == []
+        assert live._audio.end - live._audio.start <= 3 * RATE
+
+
+def test_other_sample_rates_are_resampled_and_bad_chunks_refused(recognizer):
+    clip, rate = sf.read(CLIPS[1], dtype="float32")
+    assert rate != 8000
+    samples = load_audio(CLIPS[1], 8000)
+    padded = np.concatenate([np.zeros(4000, np.float32), samples, np.zeros(8000, np.float32)])
+    live = LiveRecognizer(recognizer, NO_PARTIALS, sample_rate=8000)
+    finals = [e for e in run(live, padded, 800) if isinstance(e, Final)]
+    assert bare(" ".join(f.text for f in finals)) == bare(recognizer.transcribe(CLIPS[1]).text)
+    live = LiveRecognizer(recognizer, NO_PARTIALS)
+    with pytest.raises(AudioError, match="NaN"):
+        live.feed(np.array([0.0, np.nan], np.float32))
+    assert live.feed(np.zeros(0, np.float32)) == []  # the stream goes on after a refused chunk
+    assert live.finish() == []
+    with pytest.raises(RuntimeError, match="finished"):
+        live.feed(np.zeros(160, np.float32))
+    with pytest.raises(ConfigError):
+        LiveConfig(partial_every_seconds=0)
+
+
+# --- asr transcribe --stream ----------------------------------------------------------------------
+
+def wav_bytes(samples: np.ndarray, rate: int, subtype: str = "PCM_16") -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format="WAV", subtype=subtype)
+    return buffer.getvalue()
+
+
+def run_cli(monkeypatch, capsys, data: bytes, *args: str) -> tuple[int, str, str]:
+    stdin = io.TextIOWrapper(io.BufferedReader(io.BytesIO(data)))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    code = main(["transcribe", "-", "--stream", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_streams_wav_and_raw_pcm_from_standard_input(monkeypatch, capsys, recognizer):
+    samples = np.concatenate([load_audio(CLIPS[1], RATE), np.zeros(RATE, np.float32)])
+    offline = bare(recognizer.transcribe(CLIPS[1]).text)
+    code, out, err = run_cli(monkeypatch, capsys, wav_bytes(samples, RATE))
+    assert code == 0, err
+    lines = [line.split("\t") for line in out.splitlines()]
+    assert {kind for kind, *_ in lines} == {"partial", "final"} and lines[-1][0] == "final"
+    assert bare(lines[-1][3]) == offline
+    raw = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+    code, out, err = run_cli(monkeypatch, capsys, raw, "--format", "jsonl")
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert events[-1]["type"] == "final" and bare(events[-1]["text"]) == offline
+    assert events[-1]["words"] and all(w["start"] <= w["end"] for w in events[-1]["words"])
+
+
+def test_cli_names_a_stream_it_cannot_read(monkeypatch, capsys):
+    flac = open(CLIPS[1], "rb").read()
+    code, out, err = run_cli(monkeypatch, capsys, flac)
+    assert code == 1 and out == ""
+    assert "FLAC" in err and "leave out --stream" in err and "Traceback" not in err
+    code, out, err = run_cli(monkeypatch, capsys, b"RIFF\x10\x00\x00\x00WAVEfmt ")
+    assert code == 1 and "header breaks off" in err
+    code, _, err = run_cli(monkeypatch, capsys, b"", "--format", "srt")
+    assert code == 1 and "txt or jsonl" in err
