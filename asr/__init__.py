@@ -5,6 +5,7 @@
     result = recognizer.transcribe("speech.flac")  # the model's recommended decoding settings
     print(result.text, result.words)
     print(asr.transcribe_long(recognizer, "lecture.flac").text)  # any length, cut at pauses
+    live = asr.LiveRecognizer(recognizer)  # live.feed(chunk) -> partial and final results as they come
 """
 
 import importlib
@@ -12,7 +13,8 @@ import importlib
 # The public names load on first use, so that `import asr.cli` (and `asr --help`) can check the
 # compiled dependencies before torch is imported, and a broken one reads as one line, not a traceback.
 _EXPORTS = {
-    "DEFAULT_MODEL": "asr.recognizer", "DecodingOptions": "asr.decoding.options", "LongformConfig": "asr.longform",
+    "DEFAULT_MODEL": "asr.recognizer", "DecodingOptions": "asr.decoding.options", "LiveConfig": "asr.live",
+    "LiveRecognizer": "asr.live", "LongformConfig": "asr.longform",
     "Recognizer": "asr.recognizer", "Result": "asr.decoding.result", "Transcript": "asr.longform",
     "load_model": "asr.recognizer", "transcribe_long": "asr.longform",
 }

@@ -428,7 +428,8 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Load the model once and answer OpenAI's POST /v1/audio/transcriptions (response_format json,\n"
                     "text, srt, vtt, verbose_json), GET /v1/models and GET /health, with the transcripts\n"
-                    "`asr transcribe` gives. Listens on 127.0.0.1 unless --host says otherwise.",
+                    "`asr transcribe` gives, and live transcription on the WebSocket /v1/audio/stream (audio in,\n"
+                    "partial and final results out). Listens on 127.0.0.1 unless --host says otherwise.",
         epilog="examples:\n"
                "  asr serve\n"
                "  curl http://127.0.0.1:8000/v1/audio/transcriptions -F file=@talk.mp3 -F model=whisper-tiny-ctc\n"
@@ -452,6 +453,9 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
                       help=f"an upload that sends nothing this long gets 408 (default {defaults.upload_timeout:g})")
     work.add_argument("--spool-dir", metavar="DIR", help="folder for uploads being decoded (default: the system's "
                                                          "temporary folder); nothing stays in it")
+    work.add_argument("--max-streams", type=int, default=defaults.max_streams,
+                      help=f"live WebSocket streams at once (ws://HOST:PORT/v1/audio/stream); more are refused "
+                           f"(default {defaults.max_streams})")
     decoding = p.add_argument_group("model and decoding (as for asr transcribe)")
     _add_decoding_arguments(decoding)
     decoding.add_argument("--no-speech-threshold", type=float, metavar="P",
@@ -468,6 +472,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
+    from asr.live import LiveConfig
     from asr.longform import LongformConfig
     from asr.recognizer import DEFAULT_MODEL
     from asr.server.config import MB, ServerConfig
@@ -476,7 +481,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         from asr.server.run import serve
     except ModuleNotFoundError as err:
-        if (err.name or "").split(".")[0] not in ("fastapi", "starlette", "uvicorn", "python_multipart"):
+        if (err.name or "").split(".")[0] not in ("fastapi", "starlette", "uvicorn", "python_multipart", "websockets"):
             raise
         raise ConfigError(f"asr serve needs {err.name}, which is not installed: "
                           "pip install -c constraints.txt -e '.[serve]'") from None
@@ -491,6 +496,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_duration=args.max_duration, upload_timeout=args.upload_timeout, device=args.device,
         threads=args.threads, quantize=args.quantize,
         longform=LongformConfig(VadConfig(max_segment_seconds=args.max_segment), batch_size=args.batch_size),
+        max_streams=args.max_streams, live=LiveConfig(vad=VadConfig(max_segment_seconds=args.max_segment)),
         overrides=overrides, **extra,
     )
     return serve(config)

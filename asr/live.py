@@ -2,16 +2,18 @@
 
 Audio arrives in chunks of any size. The long-form reader's voice activity detector finds where
 each utterance starts and ends. While one is going on, the audio heard of it so far is decoded
-again every `partial_every_seconds` with a cheap search (the model's own settings with a beam of
-one), which gives a partial result. When the detector closes the utterance, at a pause, it is
-decoded once more with the model's full settings: the final result, the same text that offline
-decoding of that segment gives. Finals depend only on where the detector cuts, which chunk sizes
-do not change, so any chunking gives the same final text.
+again every `partial_every_seconds` of the stream with a cheap search (the model's own settings,
+a beam of one, an int8 copy of the model): a partial result. When the detector closes the
+utterance, at a pause, it is decoded once more with the model's full settings: the final result.
 
 Words that two partials in a row agree on, from the start, are committed (local agreement, as in
 Whisper-Streaming): they are shown as stable, and every later decode of the utterance, its final
 included, continues them as a forced prefix, so they never change. A word is thus final about one
-partial after it has been heard, not only at the pause that ends its utterance.
+partial after it has been heard, not only at the pause that ends its utterance. What this costs
+against offline decoding, which sees the whole utterance at once, benchmarks/live_latency.py measures.
+
+Partials are decoded at fixed points of the stream, whatever the chunks, and the detector's cuts do
+not depend on chunking either: chunks of any size give the same partials and the same finals.
 
 Work and memory per second are bounded however long the stream runs: an utterance is closed at
 latest after `vad.max_segment_seconds`, and audio before the detector's settled point is dropped.
@@ -42,7 +44,7 @@ FORGET_STEP_SECONDS = 1.0
 @dataclass(frozen=True)
 class LiveConfig:
     vad: VadConfig = field(default_factory=VadConfig)  # endpoints: a pause of vad.min_silence_seconds
-    partial_every_seconds: float = 0.5  # decode the open utterance again after this much new audio
+    partial_every_seconds: float = 0.5  # decode the open utterance at every multiple of this in the stream
     partial_shortest_seconds: float = 0.3  # but not before it is this long (pre-roll included)
     partial_beam_size: int = 1  # the partial search's beam; finals use the model's settings
     # A model that reads a fixed window (Whisper's 30 s) reads a partial up to this long padded to

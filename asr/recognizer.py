@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import threading
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -45,6 +46,7 @@ class Recognizer:
         self.meta = meta or {}
         self.quantization = quantization  # how `model` was quantised (asr.model.quantize), None: not at all
         self._quantized: dict[str, Recognizer] = {}
+        self._quantizing = threading.Lock()  # a server's threads may ask at once
         try:
             self.default_options = DecodingOptions(**self.meta.get("decoding", {}))
         except TypeError as err:
@@ -64,10 +66,11 @@ class Recognizer:
         The live recognizer's partial results use it: its decoder reads a quarter of the bytes."""
         if mode == self.quantization or self.device.type != "cpu":
             return self
-        if mode not in self._quantized:
-            model = quantize_model(copy.deepcopy(self.model), mode)
-            self._quantized[mode] = Recognizer(model, self.tokenizer, self.meta, self.ctc_tokenizer, mode)
-        return self._quantized[mode]
+        with self._quantizing:
+            if mode not in self._quantized:
+                model = quantize_model(copy.deepcopy(self.model), mode)
+                self._quantized[mode] = Recognizer(model, self.tokenizer, self.meta, self.ctc_tokenizer, mode)
+            return self._quantized[mode]
 
     def transcribe(self, audio: Audio, options: Optional[DecodingOptions] = None, **overrides) -> Result:
         """Decodes one recording; `overrides` replace fields of `options`, e.g. mode="ctc_greedy"."""

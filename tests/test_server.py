@@ -115,9 +115,10 @@ def server(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def strict_server(tiny_model_dir, tmp_path_factory):
-    """One request at a time and nothing queued; small uploads and short recordings only; no key."""
+    """One request at a time and nothing queued; small uploads and short recordings only; no key; no live streams."""
     running = start_server(tiny_model_dir, tmp_path_factory.mktemp("strict"), "--workers", "1", "--queue-size", "0",
-                           "--max-upload-mb", "0.2", "--max-duration", "2", "--upload-timeout", "600")
+                           "--max-upload-mb", "0.2", "--max-duration", "2", "--upload-timeout", "600",
+                           "--max-streams", "0")
     yield running
     running.stop()
 
@@ -459,23 +460,91 @@ def test_a_full_queue_gets_503_with_retry_after_and_then_serves_again(strict_ser
 
 # --- many clients at once ------------------------------------------------------------------------------------
 
+def resident_megabytes(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
 def test_twenty_clients_of_five_requests_each_all_get_their_transcript(server, clips, expected):
+    """Five rounds of twenty requests at once, one per client; the server's memory is steady from round 2 on."""
     client = server.client()
     audio = {clip: clip.read_bytes() for clip in clips}
 
-    def one_client(number: int) -> list[tuple[str, str]]:
-        answers = []
-        for request_number in range(REQUESTS_EACH):
-            clip = clips[(number + request_number) % len(clips)]
-            text = client.audio.transcriptions.create(model="m", file=(clip.name, audio[clip])).text
-            answers.append((text, expected[clip]["txt"].rstrip("\n")))
-        return answers
+    def one_request(number: int, round_number: int) -> tuple[str, str]:
+        clip = clips[(number + round_number) % len(clips)]
+        text = client.audio.transcriptions.create(model="m", file=(clip.name, audio[clip])).text
+        return text, expected[clip]["txt"].rstrip("\n")
 
+    results, memory = [], []
     with ThreadPoolExecutor(CLIENTS) as pool:
-        results = [answer for answers in pool.map(one_client, range(CLIENTS)) for answer in answers]
+        for round_number in range(REQUESTS_EACH):
+            results += pool.map(one_request, range(CLIENTS), [round_number] * CLIENTS)
+            memory.append(resident_megabytes(server.process.pid))
     assert len(results) == CLIENTS * REQUESTS_EACH
     assert all(got == wanted for got, wanted in results), [r for r in results if r[0] != r[1]]
     assert server.health()["active"] == 0 and os.listdir(server.spool) == []
+    # Round 1 warms the allocator and the threads up; after it, serving holds on to nothing.
+    assert max(memory[1:]) - memory[1] < 0.05 * memory[1] + 16, memory
+
+
+# --- live transcription over a WebSocket -----------------------------------------------------------------
+
+def stream_over_websocket(port: int, samples: np.ndarray, key: Optional[str] = KEY, message_seconds: float = 0.02,
+                          encoding: str = "pcm_s16le") -> tuple[list[dict], Optional[int]]:
+    """Sends `samples` (16 kHz) in messages of `message_seconds`, then the end; every message received,
+    and the close code."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    url = f"ws://127.0.0.1:{port}/v1/audio/stream?sample_rate={SR}&encoding={encoding}"
+    data = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes() if encoding == "pcm_s16le" \
+        else samples.astype("<f4").tobytes()
+    step = round(message_seconds * SR) * (2 if encoding == "pcm_s16le" else 4)
+    received = []
+    with connect(url, additional_headers=headers, open_timeout=WAIT_SECONDS, close_timeout=WAIT_SECONDS) as ws:
+        try:
+            for start in range(0, len(data), step):
+                ws.send(data[start : start + step])
+            ws.send(json.dumps({"type": "end"}))
+        except ConnectionClosed:  # refused early: what the server said before closing is still read below
+            pass
+        try:
+            while True:
+                received.append(json.loads(ws.recv(timeout=WAIT_SECONDS)))
+        except ConnectionClosed:
+            pass
+        return received, ws.close_code
+
+
+def test_a_websocket_streams_partial_and_final_results_with_asr_transcribe_text(server, clips, expected):
+    samples = np.concatenate([np.zeros(SR // 2, np.float32), load_audio(clips[1], SR), np.zeros(SR, np.float32)])
+    received, code = stream_over_websocket(server.port, samples)
+    assert code == 1000 and received[-1] == {"type": "done"}, received
+    finals = [m for m in received if m["type"] == "final"]
+    assert [m["type"] for m in received[:-1]] and {m["type"] for m in received[:-1]} <= {"partial", "final"}
+    assert " ".join(m["text"] for m in finals if m["text"]) == expected[clips[1]]["txt"].rstrip("\n")
+    assert all(0.0 <= m["start"] < m["end"] <= len(samples) / SR + 0.01 for m in finals)
+    # Float samples, in one message: the same finals (confidences aside: 16-bit samples round the audio).
+    again, code = stream_over_websocket(server.port, samples, message_seconds=10.0, encoding="pcm_f32le")
+    plain = lambda messages: [(m["text"], m["start"], m["end"]) for m in messages if m["type"] == "final"]  # noqa: E731
+    assert code == 1000 and plain(again) == plain(finals)
+    assert server.health()["active"] == 0
+
+
+def test_a_websocket_refuses_a_wrong_key_bad_audio_and_more_streams_than_allowed(server, strict_server):
+    silence = np.zeros(SR // 10, np.float32)
+    received, code = stream_over_websocket(server.port, silence, key="wrong")
+    assert code == 1008 and received[0]["type"] == "error" and "API key" in received[0]["message"]
+    nan = np.full(SR // 10, np.nan, np.float32)
+    received, code = stream_over_websocket(server.port, nan, encoding="pcm_f32le")
+    assert code == 1007 and "NaN" in received[-1]["message"], received
+    received, code = stream_over_websocket(strict_server.port, silence, key=None)
+    assert code == 1013 and "stream place" in received[0]["message"]
+    received, code = stream_over_websocket(server.port, silence)  # the server goes on
+    assert code == 1000 and received == [{"type": "done"}]
 
 
 # --- killed mid-request ------------------------------------------------------------------------------------

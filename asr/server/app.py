@@ -1,4 +1,5 @@
-"""The FastAPI application of `asr serve`: OpenAI's transcription endpoint, the model list, health.
+"""The FastAPI application of `asr serve`: OpenAI's transcription endpoint, the model list, health,
+and live transcription over a WebSocket (live.py).
 
 The event loop only moves bytes: uploads are read as they arrive (upload.py) and each recording
 is decoded in a thread of a fixed pool (`workers` threads; torch releases the GIL while it
@@ -29,6 +30,7 @@ from asr.longform import Transcript, transcribe_long
 from asr.recognizer import Recognizer
 from asr.server.admission import Admission
 from asr.server.config import ServerConfig
+from asr.server.live import add_stream_route
 from asr.server.protocol import ApiError, model_card, model_list, parse_request, render_response
 from asr.server.upload import FILE_FIELD, Form, Spool, UploadLimits, check_content_length, read_form
 from asr.stream import SOUNDFILE_EXTENSIONS, probe_duration
@@ -45,6 +47,7 @@ class ServerState:
         self.recognizer = recognizer
         self.config = config
         self.admission = Admission(config.workers, config.queue_size)
+        self.streams = Admission(config.max_streams, 0)  # live streams (live.py), counted apart from requests
         self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="asr-decode")
         self.limits = UploadLimits(config.max_upload_bytes, config.upload_timeout)
         self.started = int(time.time())  # the model's "created" in /v1/models
@@ -93,6 +96,7 @@ def create_app(state: ServerState) -> FastAPI:
             raise _internal(err) from err
 
     app.include_router(v1)
+    add_stream_route(app, state)
     return app
 
 

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 from asr.errors import ConfigError
 from asr.formats import SubtitleOptions
+from asr.live import LiveConfig
 from asr.longform import LongformConfig
 
 MB = 1_000_000  # upload sizes in decimal megabytes, as OpenAI states its 25 MB limit
@@ -30,6 +31,8 @@ class ServerConfig:
     threads: Optional[int] = None  # torch threads in all; None: torch's default shared among the workers
     quantize: Optional[str] = None
     longform: LongformConfig = field(default_factory=LongformConfig)
+    max_streams: int = 4  # live WebSocket streams at once; each feeds the decoding threads
+    live: LiveConfig = field(default_factory=LiveConfig)
     overrides: dict[str, Any] = field(default_factory=dict)  # DecodingOptions fields, as for `asr transcribe`
     subtitles: SubtitleOptions = field(default_factory=SubtitleOptions)
 
@@ -38,6 +41,8 @@ class ServerConfig:
             raise ConfigError(f"--port must be 0 to 65535, got {self.port}")
         if self.workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {self.workers}")
+        if self.max_streams < 0:
+            raise ConfigError(f"--max-streams must be 0 or more, got {self.max_streams}")
         if self.queue_size < 0:
             raise ConfigError(f"--queue-size must be 0 or more, got {self.queue_size}")
         if self.max_upload_bytes < 1:
