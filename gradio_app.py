@@ -1,5 +1,6 @@
 """A browser demo of the recognizer: speak or upload, optionally bury the voice in held-out noise, and
-see the transcript, where CTC placed each word, and where the attention looked.
+see the transcript, where CTC placed each word, and where the attention looked. The live microphone
+shows the words while they are spoken (asr.live), and each finished sentence as a recording would be.
 
     python gradio_app.py [--host 127.0.0.1] [--port 7860] [--share] [--model M] [--max-seconds 60]
 
@@ -47,11 +48,13 @@ os.environ.setdefault("MPLBACKEND", "Agg")  # gradio imports pyplot; there is no
 import argparse  # noqa: E402
 import html  # noqa: E402
 import math  # noqa: E402
+import queue  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import NamedTuple, Optional, Sequence  # noqa: E402
+from typing import Callable, NamedTuple, Optional, Sequence  # noqa: E402
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
@@ -68,6 +71,7 @@ from asr.data.noise import TEST, NoiseBank  # noqa: E402
 from asr.decoding.options import MODES  # noqa: E402
 from asr.decoding.result import Result  # noqa: E402
 from asr.errors import AsrError, AudioError  # noqa: E402
+from asr.live import Final, LiveRecognizer  # noqa: E402
 from asr.noisy import mix_below_full_scale  # noqa: E402
 from asr.recognizer import BUNDLED_MODELS, DEFAULT_MODEL, Recognizer, load_model  # noqa: E402
 
@@ -80,6 +84,8 @@ RECORDED_NOISE = ("babble", "music", "street")  # test-split recordings of the n
 GENERATED_NOISE = "white"  # made on the spot, so always available
 NOISE_SEED = 0  # the same input and settings always get the same stretch of noise
 MEAN = "mean"  # layer or head choice: average over all of them
+LIVE_EVERY_SECONDS = 0.25  # the browser sends the live microphone's audio in pieces this long
+LIVE_CLOSE_SECONDS = 60.0  # at the end of a recording, the longest wait for the recognizer to catch up
 MAX_UPLOAD = "100mb"  # refused before it is stored; a minute of 48 kHz stereo WAV is 11 MB
 
 
@@ -107,12 +113,89 @@ class Outputs(NamedTuple):
     result: Result  # kept in the session, to redraw the attention for another layer or head
 
 
+class LiveSession:
+    """One browser's live microphone: a streaming recognizer working in a thread of its own.
+
+    Gradio hands the stream's handler the next piece of audio only once the handler has returned, and
+    drops what came meanwhile, so the handler only queues the audio and reports what the thread has
+    found so far; the thread feeds everything queued at once, whatever it is behind by."""
+
+    def __init__(self, live: LiveRecognizer, render: Callable[[Final], Outputs]):
+        self.live = live
+        self._render = render
+        self._pieces: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._finals: list[str] = []
+        self._partial = ""
+        self._shown: Optional[Outputs] = None  # the last finished utterance, not yet shown
+        self._error: Optional[str] = None
+        self._worker = threading.Thread(target=self._work, name="live-session", daemon=True)
+        self._worker.start()
+
+    def put(self, samples: np.ndarray, rate: int) -> None:
+        self._pieces.put((samples, rate))
+
+    def close(self, timeout: float) -> None:
+        """Finishes the utterance going on once everything queued has been heard."""
+        self._pieces.put(None)
+        self._worker.join(timeout)
+
+    def report(self) -> tuple[str, Optional[Outputs]]:
+        """The transcript so far (finished utterances, then the one going on), and the results of a
+        newly finished utterance, if there is one. Raises gr.Error if the audio could not be used."""
+        with self._lock:
+            if self._error is not None:
+                raise _error(self._error)
+            shown, self._shown = self._shown, None
+            return " ".join([*self._finals, self._partial]).strip(), shown
+
+    def _work(self) -> None:
+        try:
+            while True:
+                pieces = [self._pieces.get()]
+                while not self._pieces.empty():
+                    pieces.append(self._pieces.get())
+                ending = pieces[-1] is None
+                audio = [piece for piece in pieces if piece is not None]
+                if audio:
+                    self._note(self._feed(audio))
+                if ending:
+                    self._note(self.live.finish())
+                    return
+        except AsrError as err:
+            with self._lock:
+                self._error = str(err)
+
+    def _feed(self, pieces: list[tuple[np.ndarray, int]]) -> list:
+        rate = pieces[0][1]
+        if any(r != rate for _, r in pieces):
+            raise AudioError("<microphone>", "the sample rate changed during the recording")
+        if rate != self.live.sample_rate:
+            if self.live.heard > 0:
+                raise AudioError("<microphone>", f"the sample rate changed from {self.live.sample_rate} to {rate} Hz")
+            self.live = LiveRecognizer(self.live.recognizer, options=self.live.final_options, sample_rate=rate)
+        return self.live.feed(np.concatenate([samples for samples, _ in pieces]))
+
+    def _note(self, events: list) -> None:
+        for event in events:
+            shown = self._render(event) if isinstance(event, Final) and event.text else None
+            with self._lock:
+                if isinstance(event, Final):
+                    self._partial = ""
+                    if event.text:
+                        self._finals.append(event.text)
+                        self._shown = shown
+                else:
+                    self._partial = event.text
+
+
 class Demo:
     """The recognition behind the page: models and noise recordings loaded once, shared by every request."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self._models = {settings.model: load_model(settings.model)}  # AsrError if the first one cannot load
+        self._models[settings.model].quantized()  # the live microphone's partials: made now, not in the first stream
         self._noise: dict[tuple[str, int], NoiseBank] = {}
         self.noise_manifest = settings.noise_dir / "manifest.jsonl"
         recorded = []
@@ -164,8 +247,47 @@ class Demo:
         except AsrError as err:
             raise _error(str(err)) from None
         processing = time.perf_counter() - started
+        focus = (_focus_text(noise, snr_db, self._noise_focus(recognizer, clean, result)) if noise != NO_NOISE
+                 else "Add noise above to measure how much attention stays on the voice.")
+        return self._outputs(recognizer, heard, result, processing, focus,
+                             (cross_layer, cross_head, encoder_layer, encoder_head))
+
+    def listen(self, chunk: Optional[tuple[int, np.ndarray]], session: Optional[LiveSession], model: Optional[str],
+               cross_layer: str = MEAN, cross_head: str = MEAN, encoder_layer: str = MEAN,
+               encoder_head: str = MEAN) -> tuple:
+        """One piece of the live microphone: the transcript so far, the session, and for an utterance
+        that has finished since, what Recognize shows for it (else no change to those outputs)."""
+        if session is None:
+            recognizer = self.recognizer(model or self.settings.model)
+            selectors = (cross_layer, cross_head, encoder_layer, encoder_head)
+            session = LiveSession(LiveRecognizer(recognizer, return_attention=True),
+                                  lambda final: self._final_outputs(recognizer, final, selectors))
+        if chunk is not None:
+            session.put(chunk[1], chunk[0])
+        return self._live_outputs(session)
+
+    def stop_listening(self, session: Optional[LiveSession]) -> tuple:
+        """The end of the live recording: what is queued is heard, and the utterance going on finished."""
+        if session is None:
+            return ("", None) + (gr.skip(),) * len(Outputs._fields)
+        session.close(LIVE_CLOSE_SECONDS)
+        text, _, *shown = self._live_outputs(session)
+        return (text, None, *shown)  # the next recording starts a session of its own
+
+    @staticmethod
+    def _live_outputs(session: LiveSession) -> tuple:
+        text, shown = session.report()
+        return (text, session, *(shown if shown is not None else (gr.skip(),) * len(Outputs._fields)))
+
+    def _final_outputs(self, recognizer: Recognizer, final: Final, selectors: tuple[str, str, str, str]) -> Outputs:
+        focus = ("Live audio has no added noise to measure focus against: record or upload a clip, add noise "
+                 "and press Recognize.")
+        return self._outputs(recognizer, final.audio, final.result, final.result.timings.total, focus, selectors)
+
+    def _outputs(self, recognizer: Recognizer, heard: np.ndarray, result: Result, processing: float, focus: str,
+                 selectors: tuple[str, str, str, str]) -> Outputs:
         rate = recognizer.sample_rate
-        cross, encoder = self.attention_figures(result, cross_layer, cross_head, encoder_layer, encoder_head)
+        cross, encoder = self.attention_figures(result, *selectors)
         audio_seconds = len(heard) / rate
         stages = result.timings
         return Outputs(
@@ -178,8 +300,7 @@ class Demo:
                      "real_time_factor": round(processing / audio_seconds, 3),
                      "encoder": round(stages.encode, 3), "search": round(stages.search, 3),
                      "alignment": round(stages.align, 3), "attention_weights": round(stages.attention, 3)},
-            noise_focus=_focus_text(noise, snr_db, self._noise_focus(recognizer, clean, result))
-            if noise != NO_NOISE else "Add noise above to measure how much attention stays on the voice.",
+            noise_focus=focus,
             audio=(rate, heard),
             result=result,
         )
@@ -291,6 +412,11 @@ def build_app(demo: Demo) -> gr.Blocks:
                     ctc_weight = gr.Slider(0, 1, value=options.ctc_weight, step=0.05, label="CTC weight",
                                            info="joint and rescore modes: CTC score against attention score")
                 button = gr.Button("Recognize", variant="primary", elem_id="recognize")
+                with gr.Group():
+                    live_audio = gr.Audio(sources=["microphone"], streaming=True, type="numpy", elem_id="live-audio",
+                                          label="Live: record and watch the words come")
+                    live_text = gr.Textbox(label="Live transcript (each finished sentence also fills in the "
+                                                 "results on the right)", lines=3, elem_id="live-transcript")
                 _examples("manifest.jsonl", "Examples: clean", audio)
                 _examples("noisy_manifest.jsonl", "Examples: with noise already mixed in", audio)
             with gr.Column():
@@ -313,12 +439,20 @@ def build_app(demo: Demo) -> gr.Blocks:
         encoder = gr.Plot(label="Encoder self-attention", format="png", show_label=False,
                           elem_id="encoder-attention")
         shown = gr.State(time_to_live=1800)  # attention weights are large: not kept past half an hour
+        live_session = gr.State(time_to_live=1800)
 
         selectors = [cross_layer, cross_head, encoder_layer, encoder_head]
         # One model at a time: recognition and model loading share a queue of concurrency one.
         button.click(demo.recognize, [audio, model, mode, beam, ctc_weight, noise, snr, *selectors],
                      [transcript, words, spectrogram, cross, encoder, timings, focus, heard, shown],
                      api_name="recognize", concurrency_id="model")
+        shown_outputs = [transcript, words, spectrogram, cross, encoder, timings, focus, heard, shown]
+        live_audio.stream(demo.listen, [live_audio, live_session, model, *selectors],
+                          [live_text, live_session, *shown_outputs], stream_every=LIVE_EVERY_SECONDS,
+                          time_limit=settings.max_seconds, api_visibility="private", concurrency_id="model")
+        live_audio.stop_recording(demo.stop_listening, [live_session],
+                                  [live_text, live_session, *shown_outputs], api_visibility="private",
+                                  concurrency_id="model")
         model.change(demo.model_controls, [model], [mode, beam, ctc_weight, *selectors],
                      api_visibility="private", concurrency_id="model")
         for selector in selectors:

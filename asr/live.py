@@ -100,6 +100,7 @@ class Final:
     end: float
     words: list[Word]  # times from the start of the stream
     result: Result  # the utterance's decoding, times from its own start (attention on request)
+    audio: np.ndarray = field(repr=False)  # its samples, at the model's rate
 
 
 Event = Union[Partial, Final]
@@ -206,10 +207,11 @@ class LiveRecognizer:
     def _final(self, span: Span) -> Final:
         options = dataclasses.replace(self.final_options, prefix=self._committed)
         self._committed, self._previous = (), []
-        result = self.recognizer.transcribe(self._audio.take(span), options)
+        audio = self._audio.take(span)
+        result = self.recognizer.transcribe(audio, options)
         offset = span.start / self.rate
         words = [Word(w.word, round(offset + w.start, 3), round(offset + w.end, 3), w.confidence) for w in result.words]
-        return Final(result.text.strip(), round(offset, 3), round(span.end / self.rate, 3), words, result)
+        return Final(result.text.strip(), round(offset, 3), round(span.end / self.rate, 3), words, result, audio)
 
     def _partial(self) -> list[Partial]:
         start = self._detector.open_start

@@ -12,6 +12,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -147,6 +148,63 @@ def test_the_microphone_is_recognized(server, tmp_path):
         seconds = float(re.search(r'"audio"\s*:\s*([\d.]+)', page.locator("#timings").inner_text()).group(1))
         browser.close()
     assert 1.0 < seconds < MAX_SECONDS
+
+
+@pytest.fixture(scope="module")
+def default_model_server(tmp_path_factory):
+    """The app with the default model, which reads real voices, for the live microphone."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("gradio_live") / "server.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "gradio_app.py", "--port", str(port), "--max-seconds", "30"]
+    with log.open("w") as output:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_until_serving(url, process, log)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_the_live_microphone_shows_words_while_they_are_spoken(default_model_server, tmp_path):
+    """A 5.1 s sentence played into the live microphone: partial text appears while it plays, and the
+    finished sentence comes out as offline decoding gives it, up to what the browser's voice
+    processing (noise suppression, gain control) changes: at most 2 of its 14 words."""
+    import asr
+    from asr.scoring import score_utterance
+    from asr.text import normalize
+
+    speech = load_audio(LONG, 16000)
+    offline = asr.load_model().transcribe(speech).text
+    spoken = tmp_path / "spoken.wav"
+    sf.write(spoken, np.concatenate([np.zeros(8000, np.float32), speech, np.zeros(48000, np.float32)]), 16000,
+             subtype="PCM_16")
+    microphone = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                  f"--use-file-for-fake-audio-capture={spoken}%noloop"]
+    seen: list[tuple[float, str]] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS + microphone)
+        page = browser.new_page()
+        page.goto(default_model_server)
+        live = page.locator("#live-transcript textarea")
+        page.locator("#live-audio").get_by_role("button", name="Record", exact=True).click()
+        started = time.monotonic()
+        while time.monotonic() - started < 30:
+            text = live.input_value()
+            if not seen or text != seen[-1][1]:
+                seen.append((time.monotonic() - started, text))
+            if page.locator("#transcript textarea").input_value():  # the sentence's final, shown in full
+                break
+            page.wait_for_timeout(100)
+        final = page.locator("#transcript textarea").input_value()
+        browser.close()
+    while_speaking = [text for at, text in seen if text and at < 0.5 + len(speech) / 16000]
+    assert len(while_speaking) >= 2, seen
+    assert len(while_speaking[0].split()) < len(final.split())  # it grew as the words were spoken
+    errors = score_utterance("live", normalize(offline), normalize(final)).words.errors
+    assert errors <= 2, (offline, final, seen)
 
 
 def test_gradio_client_calls_the_recognize_api(server):
