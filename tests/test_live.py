@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import re
 import sys
 
@@ -85,7 +86,12 @@ def test_partials_fill_in_while_the_sentence_is_spoken(recognizer, talk):
     assert len(set(last) & set(final_words)) >= 0.8 * len(final_words)
 
 
-def test_memory_stays_bounded_on_speech_without_pauses_and_on_noise(recognizer, data_dir):
+def resident_megabytes() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_memory_stays_bounded_on_speech_without_pauses(recognizer):
     clip = load_audio(CLIPS[0], RATE)
     speech = np.concatenate([clip[int(0.3 * RATE) : -int(0.3 * RATE)]] * 16)  # about 70 s, no pause of 0.5 s
     config = LiveConfig(vad=VadConfig(max_segment_seconds=20.0), partial_every_seconds=1e6)
@@ -98,12 +104,31 @@ def test_memory_stays_bounded_on_speech_without_pauses_and_on_noise(recognizer, 
     assert len(finals) >= 3  # cut at 20 s at most
     assert all(f.end - f.start <= 20.0 + 1e-3 for f in finals)
     assert max(held) <= (20.0 + 2.5) * RATE
-    # Five minutes of noise: no speech, nothing decoded, next to nothing held.
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads the resident size from Linux /proc")
+def test_an_hour_of_audio_keeps_memory_flat(recognizer):
+    """An hour of quiet noise with a sentence every six minutes, partials on: every sentence comes out,
+    the audio held stays within one utterance, and the resident size does not grow after the first."""
+    sentence = load_audio(CLIPS[1], RATE)
+    offline = bare(recognizer.transcribe(sentence).text)
     rng = np.random.default_rng(0)
-    live = LiveRecognizer(recognizer, config)
-    for _ in range(300):
-        assert live.feed(0.05 * rng.standard_normal(RATE).astype(np.float32)) == []
-        assert live._audio.end - live._audio.start <= 3 * RATE
+    live = LiveRecognizer(recognizer)
+    finals, held, memory, speaking = [], [], {}, np.zeros(0, np.float32)
+    for second in range(3600):
+        chunk = 0.003 * rng.standard_normal(RATE).astype(np.float32)
+        if second % 360 == 180:
+            speaking = sentence
+        said, speaking = speaking[:RATE], speaking[RATE:]
+        chunk[: len(said)] += said
+        finals += [e for e in live.feed(chunk) if isinstance(e, Final)]
+        held.append(live._audio.end - live._audio.start)
+        if second % 360 == 359:
+            memory[second // 360] = resident_megabytes()
+    finals += live.finish()
+    assert [bare(f.text) for f in finals] == [offline] * 10, [f.text for f in finals]
+    assert max(held) <= 5 * RATE
+    assert max(memory.values()) - memory[1] < 30, memory  # MB, after the second sentence
 
 
 def test_other_sample_rates_are_resampled_and_bad_chunks_refused(recognizer):
