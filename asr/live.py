@@ -136,8 +136,9 @@ class LiveRecognizer:
         self._partial_recognizer = recognizer.quantized(config.partial_quantize) if config.partial_quantize else recognizer
         self.config = config
         self.final_options = with_overrides(options or recognizer.default_options, overrides)
+        # No fallback for partials: a loop in a partial is cut by its token limit, and the next one reads more.
         self.partial_options = dataclasses.replace(self.final_options, beam_size=config.partial_beam_size,
-                                                   return_attention=False,
+                                                   return_attention=False, temperatures=(0.0,),
                                                    max_tokens_per_second=config.partial_max_tokens_per_second)
         self.rate = recognizer.sample_rate
         self.sample_rate = sample_rate or self.rate

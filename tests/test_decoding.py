@@ -22,6 +22,7 @@ from asr.decoding.decode import decode
 from asr.decoding.hypothesis import Hypothesis
 from asr.decoding.prefix_score import CTCPrefixScorer
 from asr.decoding.rescore import attention_rescore
+from asr.decoding.sampling import compression_ratio, sample
 from asr.decoding.teacher_forcing import teacher_force
 from asr.errors import CheckpointError, ConfigError
 from asr.model.asr_model import ASRModel
@@ -169,14 +170,14 @@ def test_joint_with_ctc_weight_zero_is_attention_beam_search(random_model):
 
 
 @torch.no_grad()
-def attention_score_step_by_step(model, memory, tokens):
-    """log P_att(tokens <eos>) fed one token at a time through the key/value cache."""
+def attention_score_step_by_step(model, memory, tokens, with_eos: bool = True):
+    """log P_att(tokens <eos>) (or of the tokens alone) fed one token at a time through the key/value cache."""
     config = model.config
     mask = torch.ones(1, memory.shape[1], dtype=torch.bool)
     cache = model.decoder.init_cache(memory)
     logits, cache, _ = model.decoder.step(torch.tensor([[config.sos_id, *config.decoder_prompt]]), cache, mask)
     total = 0.0
-    for token in [*tokens, config.eos_id]:
+    for token in [*tokens, config.eos_id] if with_eos else tokens:
         total += float(logits[0, -1].float().log_softmax(-1)[token])
         logits, cache, _ = model.decoder.step(torch.tensor([[token]]), cache, mask)
     return total
@@ -301,6 +302,77 @@ def digits(data_dir, tmp_path_factory) -> Digits:
     model_dir = train(config)
     sf.write(folder / "silence.wav", np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)
     return Digits(asr.load_model(model_dir), model_dir, clips, folder / "silence.wav")
+
+
+def digits_encoded(digits: Digits, count: int = 4):
+    """The digits model, a batch of its clips and their encoder output."""
+    model = digits.recognizer.model
+    waves = [load_audio(c.path) for c in digits.clips[:count]]
+    lengths = torch.tensor([len(w) for w in waves])
+    batch = torch.zeros(len(waves), int(lengths.max()))
+    for i, w in enumerate(waves):
+        batch[i, : len(w)] = torch.from_numpy(w)
+    with torch.no_grad():
+        enc = model.encode(batch, lengths)
+    return model, batch, lengths, enc
+
+
+def test_a_forced_prefix_is_continued_and_a_token_rate_caps_the_length(digits):
+    model, waves, lengths, _ = digits_encoded(digits)
+    tokenizer = digits.recognizer.tokenizer
+    greedy = decode(model, tokenizer, waves, lengths, asr.DecodingOptions(mode="attention", beam_size=1))
+    assert all(len(r.tokens) >= 3 for r in greedy), [r.text for r in greedy]
+    for b, result in enumerate(greedy):
+        # Forced to greedy search's own first tokens, greedy search goes on as it did.
+        forced = asr.DecodingOptions(mode="attention", beam_size=1, prefix=tuple(result.tokens[:2]))
+        again = decode(model, tokenizer, waves[b : b + 1, : int(lengths[b])], lengths[b : b + 1], forced)[0]
+        assert again.tokens == result.tokens
+    prefix = tuple(tokenizer.encode("nine"))
+    other = decode(model, tokenizer, waves[:1], lengths[:1], asr.DecodingOptions(mode="attention", prefix=prefix))[0]
+    assert tuple(other.tokens[: len(prefix)]) == prefix and other.text.startswith("nine")
+    capped = decode(model, tokenizer, waves, lengths, asr.DecodingOptions(mode="attention", max_tokens_per_second=2.0))
+    seconds = [max(1.0, n / SAMPLE_RATE) for n in lengths.tolist()]
+    assert all(len(r.tokens) <= math.ceil(2.0 * s) for r, s in zip(capped, seconds))
+    with pytest.raises(ConfigError, match="prefix"):
+        asr.DecodingOptions(mode="joint", prefix=(1,))
+
+
+def test_sampling_at_a_vanishing_temperature_is_greedy_search(digits):
+    model, waves, lengths, enc = digits_encoded(digits)
+    greedy = decode(model, digits.recognizer.tokenizer, waves, lengths,
+                    asr.DecodingOptions(mode="attention", beam_size=1))
+    sampled = sample(model, enc.hidden, enc.lengths, temperature=1e-4, best_of=3,
+                     generator=torch.Generator().manual_seed(1))
+    assert [list(h.tokens) for h in sampled] == [r.tokens for r in greedy]
+    assert [h.score for h in sampled] == pytest.approx([r.score for r in greedy], abs=1e-3)
+
+
+def test_failing_transcripts_are_sampled_again_and_the_rest_kept(digits):
+    model, waves, lengths, enc = digits_encoded(digits)
+    tokenizer = digits.recognizer.tokenizer
+    kept = decode(model, tokenizer, waves, lengths, asr.DecodingOptions(mode="attention", beam_size=2))
+    # Nothing fails without thresholds: the beam's transcripts stand.
+    lenient = asr.DecodingOptions(mode="attention", beam_size=2, temperatures=(0.0, 0.5), logprob_threshold=None,
+                                  compression_ratio_threshold=0.0)
+    assert [r.tokens for r in decode(model, tokenizer, waves, lengths, lenient)] == [r.tokens for r in kept]
+    # Everything fails when no mean log P can pass: sampled at a high temperature, the same way twice,
+    # each scored by the decoder's own log P of its tokens and <eos>.
+    strict = asr.DecodingOptions(mode="attention", beam_size=2, temperatures=(0.0, 5.0), logprob_threshold=0.0,
+                                 best_of=1)
+    first = decode(model, tokenizer, waves, lengths, strict)
+    assert [r.tokens for r in first] == [r.tokens for r in decode(model, tokenizer, waves, lengths, strict)]
+    assert [r.tokens for r in first] != [r.tokens for r in kept]
+    for b, result in enumerate(first):
+        n = int(enc.lengths[b])
+        ended = len(result.tokens) < n  # else cut at one token per encoder frame, before any <eos>
+        expected = attention_score_step_by_step(model, enc.hidden[b : b + 1, :n], result.tokens, with_eos=ended)
+        assert result.score == pytest.approx(expected, abs=1e-3)
+
+
+def test_compression_ratio_tells_a_loop_from_speech():
+    assert compression_ratio("one, " * 40) > 2.4
+    assert compression_ratio("The child almost hurt the small dog.") < 2.4
+    assert compression_ratio("") == 0.0
 
 
 def test_time_stamps_fall_inside_the_true_word_spans(digits):

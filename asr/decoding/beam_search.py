@@ -108,12 +108,12 @@ def beam_search(
     eos = config.eos_id
     prefix = [config.sos_id, *config.decoder_prompt, *forced]
     never = torch.tensor(never_emitted(config), dtype=torch.long, device=device)
-    room = max_tokens(model) - len(forced)
-    if room < 1:
+    if len(forced) >= max_tokens(model):
         raise ConfigError(f"{len(forced)} forced tokens leave the decoder no room for more")
-    max_lengths = [min(max(1, int(max_length_ratio * n)), room) for n in memory_lengths.tolist()]
+    max_lengths = [min(max(1, int(max_length_ratio * n)), max_tokens(model)) for n in memory_lengths.tolist()]
     if token_limits is not None:
-        max_lengths = [max(1, min(length, limit - len(forced))) for length, limit in zip(max_lengths, token_limits)]
+        max_lengths = [min(length, limit) for length, limit in zip(max_lengths, token_limits)]
+    max_lengths = [max(1, length - len(forced)) for length in max_lengths]  # the limits count the forced tokens
 
     # Rows of utterance u are u * beam ... u * beam + beam - 1. At first only one of them is alive,
     # so that the first step does not expand `beam` identical copies of <sos>.

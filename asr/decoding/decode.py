@@ -18,6 +18,7 @@ from asr.decoding.ctc import best_path_scores, ctc_greedy_search, ctc_prefix_bea
 from asr.decoding.hypothesis import Hypothesis
 from asr.decoding.options import CTC_MODES, DecodingOptions
 from asr.decoding.rescore import attention_rescore, cross_vocabulary_rescore
+from asr.decoding.sampling import with_fallback
 from asr.decoding.result import Result, Timings, Word
 from asr.decoding.teacher_forcing import max_tokens, teacher_force
 from asr.errors import ConfigError
@@ -202,7 +203,12 @@ def search(
         length_norm=options.length_norm,
         token_limits=token_limits,
     )
-    return [dataclasses.replace(hyps[0], tokens=options.prefix + hyps[0].tokens) for hyps in nbest]
+    best = [hyps[0] for hyps in nbest]
+    if options.mode == "attention" and len(options.temperatures) > 1 and not options.prefix:
+        best = with_fallback(best, lambda hyp: vocab.decoder.decode(list(hyp.tokens)), model, memory, memory_lengths,
+                             options.temperatures, options.best_of, options.compression_ratio_threshold,
+                             options.logprob_threshold, options.max_length_ratio, token_limits)
+    return [dataclasses.replace(hyp, tokens=options.prefix + hyp.tokens) for hyp in best]
 
 
 def _time_stamps(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from asr.errors import ConfigError
 
@@ -55,8 +56,24 @@ class DecodingOptions:
     # already shown as stable. Text already accepted is not gated: with a prefix, the no-speech
     # gate is off.
     prefix: tuple[int, ...] = ()
+    # Whisper's fallback ("attention" only; asr.decoding.sampling): a transcript whose text compresses
+    # better than compression_ratio_threshold (a loop), or whose mean log-probability per token is
+    # under logprob_threshold, is decoded again by sampling best_of transcripts at each next
+    # temperature in turn. (0.0,): the beam's transcript is kept, whatever it is.
+    temperatures: tuple[float, ...] = (0.0,)
+    best_of: int = 5
+    compression_ratio_threshold: float = 2.4
+    logprob_threshold: Optional[float] = -1.0
 
     def __post_init__(self) -> None:
+        # Lists, as a model's YAML holds them, become tuples: the options stay hashable and frozen.
+        object.__setattr__(self, "prefix", tuple(self.prefix))
+        object.__setattr__(self, "temperatures", tuple(float(t) for t in self.temperatures))
+        temps = self.temperatures
+        if not temps or temps[0] != 0.0 or any(b <= a for a, b in zip(temps, temps[1:])):
+            raise ConfigError(f"temperatures must start at 0 and rise, got {list(temps)}")
+        if self.best_of < 1:
+            raise ConfigError(f"best_of must be at least 1, got {self.best_of}")
         if self.mode not in MODES:
             raise ConfigError(f"unknown decoding mode {self.mode!r}; choose from {', '.join(MODES)}")
         if self.beam_size < 1:
