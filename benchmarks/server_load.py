@@ -154,6 +154,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                         help="asr serve --workers values, a server each (default 1 2)")
     parser.add_argument("--threads", type=int, help="torch threads (default: as asr serve chooses)")
+    parser.add_argument("--out", type=Path, help="also write the report to OUT/RESULTS.md")
     args = parser.parse_args()
 
     import soundfile as sf
@@ -161,9 +162,10 @@ def main() -> None:
     seconds = [sf.info(str(path)).duration for path in args.audio]
     bodies = [multipart(path.read_bytes(), path.name) for path in args.audio]
     total = args.clients * args.requests
-    print(machine())
-    print(f"model {args.model}; {len(args.audio)} clips of {', '.join(f'{s:.1f}' for s in seconds)} s; "
-          f"{total} requests per measurement\n")
+    report = ["# asr serve under load", "", f"Command: `python {' '.join(sys.argv)}`  ", f"{machine()}  ",
+              f"model {args.model}; {len(args.audio)} clips of {', '.join(f'{s:.1f}' for s in seconds)} s; "
+              f"{total} requests per measurement", ""]
+    print("\n".join(report), flush=True)
     baseline, expected = run_in_process(args.model, args.audio, seconds, total, args.threads)
     rows = [baseline.row()]
     with tempfile.TemporaryDirectory(prefix="asr-server-load-") as folder:
@@ -179,11 +181,14 @@ def main() -> None:
                     rows.append(run.row())
             finally:
                 server.stop()
-    print("| setup | clients | answered | errors | requests/s | audio s/s | p50 ms | p90 ms | p99 ms | max ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print("\n".join(rows))
-    print(f"\nerrors: failed requests, and answers whose text differs from the in-process transcript. "
-          f"Median in-process latency {1000 * statistics.median(baseline.latencies):.0f} ms.")
+    table = ["| setup | clients | answered | errors | requests/s | audio s/s | p50 ms | p90 ms | p99 ms | max ms |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows, "",
+             "errors: failed requests, and answers whose text differs from the in-process transcript. "
+             f"Median in-process latency {1000 * statistics.median(baseline.latencies):.0f} ms."]
+    print("\n".join(table))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "RESULTS.md").write_text("\n".join(report + table) + "\n")
 
 
 if __name__ == "__main__":
