@@ -6,10 +6,10 @@ again every `partial_every_seconds` of the stream with a cheap search (the model
 a beam of one, an int8 copy of the model): a partial result. When the detector closes the
 utterance, at a pause, it is decoded once more with the model's full settings: the final result.
 
-Words that two partials in a row agree on, from the start, are committed (local agreement, as in
+Words that three partials in a row agree on, from the start, are committed (local agreement, as in
 Whisper-Streaming): they are shown as stable, and every later decode of the utterance, its final
-included, continues them as a forced prefix, so they never change. A word is thus final about one
-partial after it has been heard, not only at the pause that ends its utterance. What this costs
+included, continues them as a forced prefix, so they never change. A word is thus final about two
+partials after it has been heard, not only at the pause that ends its utterance. What this costs
 against offline decoding, which sees the whole utterance at once, benchmarks/live_latency.py measures.
 
 Partials are decoded at fixed points of the stream, whatever the chunks, and the detector's cuts do
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -58,11 +59,16 @@ class LiveConfig:
     # decoding one utterance is bound by reading the decoder's weights, and int8 reads a quarter of
     # the bytes, which makes a partial about three times cheaper. Finals use the model as loaded.
     partial_quantize: Optional[str] = "int8"
-    # Commit the words that two partials in a row agree on (local agreement): they show as stable
+    # Commit the words that `commit_after` partials in a row agree on (local agreement): they show as stable
     # and never change, since every later partial and the final decode continue them (a forced
     # prefix). Otherwise, and for models not decoded in mode "attention", stable words are the agreed
     # ones but the final may still change them.
     commit: bool = True
+    # Partials in a row that must agree on a word before it is committed. With two, words that two
+    # greedy partials got wrong alike were kept, and the finals had 21-54 % more errors than
+    # offline decoding on clean unseen speech (benchmarks/live_latency.py at 7df4fbe); a third
+    # partial's say costs half a second. benchmarks/runs/live/RESULTS.md measures this setting.
+    commit_after: int = 3
 
     def __post_init__(self) -> None:
         if self.partial_every_seconds <= 0:
@@ -73,6 +79,8 @@ class LiveConfig:
             raise ConfigError(f"partial_max_tokens_per_second must not be negative, got {self.partial_max_tokens_per_second}")
         if self.partial_quantize is not None and self.partial_quantize not in QUANTIZE_MODES:
             raise ConfigError(f"unknown partial_quantize {self.partial_quantize!r}; choose from {', '.join(QUANTIZE_MODES)}")
+        if self.commit_after < 2:
+            raise ConfigError(f"commit_after must be at least 2 (partials that agree), got {self.commit_after}")
         if self.partial_window_seconds < 0:
             raise ConfigError(f"partial_window_seconds must not be negative, got {self.partial_window_seconds}")
 
@@ -151,7 +159,7 @@ class LiveRecognizer:
         self._short_partial_samples = short_window * hop  # partials shorter than this read the short window
         self._short_partial_options = dataclasses.replace(self.partial_options, pad_to_frames=short_window)
         self._partial_shortest = round(config.partial_shortest_seconds * self.rate)
-        self._previous: list[str] = []  # the last partial's words
+        self._recent: deque[list[str]] = deque(maxlen=config.commit_after)  # the last partials' words
         self._committed: tuple[int, ...] = ()  # decoder tokens of the utterance's committed words
         self._commits = config.commit and self.final_options.mode == "attention"
         self._finished = False
@@ -207,7 +215,8 @@ class LiveRecognizer:
 
     def _final(self, span: Span) -> Final:
         options = dataclasses.replace(self.final_options, prefix=self._committed)
-        self._committed, self._previous = (), []
+        self._committed = ()
+        self._recent.clear()
         audio = self._audio.take(span)
         result = self.recognizer.transcribe(audio, options)
         offset = span.start / self.rate
@@ -222,8 +231,8 @@ class LiveRecognizer:
         options = self._short_partial_options if len(audio) < self._short_partial_samples else self.partial_options
         result = self._partial_recognizer.transcribe(audio, dataclasses.replace(options, prefix=self._committed))
         words = _without_loop(result.text.split())
-        agreed = _agreement(self._previous, words)
-        self._previous = words
+        self._recent.append(words)
+        agreed = _agreement(list(self._recent)) if len(self._recent) == self._recent.maxlen else 0
         if self._commits:
             self._commit(result.tokens, agreed)
             stable = self.recognizer.tokenizer.decode(list(self._committed)).strip()
@@ -248,11 +257,11 @@ class LiveRecognizer:
         self._committed = tuple(tokens[:end])
 
 
-def _agreement(before: list[str], now: list[str]) -> int:
-    """How many words from the start the two word lists share, ignoring case and punctuation."""
+def _agreement(partials: list[list[str]]) -> int:
+    """How many words from the start the word lists all share, ignoring case and punctuation."""
     count = 0
-    for a, b in zip(before, now):
-        if _bare(a) != _bare(b):
+    for words in zip(*partials):
+        if len({_bare(w) for w in words}) != 1:
             break
         count += 1
     return count

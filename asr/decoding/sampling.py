@@ -5,7 +5,8 @@ writes words it is unsure of throughout. Whisper (and faster-whisper) then decod
 `best_of` transcripts at temperature 0.2, then 0.4, ... until one passes two tests: its text
 compresses no better than `compression_ratio_threshold` (a loop compresses very well), and its mean
 log-probability per token is at least `logprob_threshold`. The last temperature's is kept anyway.
-The thresholds are Whisper's published defaults, not tuned here.
+The thresholds are Whisper's published defaults, not tuned here. DecodingOptions.temperatures
+turns it on; no bundled model does yet (its effect on unseen voices is still to be measured).
 """
 
 from __future__ import annotations

