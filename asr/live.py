@@ -94,10 +94,6 @@ class Partial:
     start: float  # seconds from the start of the stream
     end: float  # the audio heard when it was decoded
 
-    @property
-    def unstable(self) -> str:
-        return self.text[len(self.stable) :].strip()
-
 
 @dataclass(frozen=True)
 class Final:

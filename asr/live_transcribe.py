@@ -16,7 +16,7 @@ from typing import Iterator, Optional, TextIO
 
 import numpy as np
 
-from asr.errors import AudioError, ConfigError
+from asr.errors import AudioError
 from asr.live import Event, Final, LiveConfig, LiveRecognizer, event_dict
 from asr.pipe import read_pipe
 from asr.recognizer import Recognizer
@@ -30,9 +30,8 @@ def stream_transcribe(recognizer: Recognizer, source: str, fmt: str = "txt", con
                       out: Optional[TextIO] = None, raw_rate: int = 16000, **overrides) -> None:
     """Prints the events of `source` ("-" or a file) to `out` (standard output) as they happen.
 
-    Raises AudioError if the audio cannot be read (after printing what was heard before)."""
-    if fmt not in LIVE_FORMATS:
-        raise ConfigError(f"--stream prints {' or '.join(LIVE_FORMATS)}, not {fmt}")
+    `fmt` is one of LIVE_FORMATS (the command checks it before the model loads). Raises AudioError
+    if the audio cannot be read (after printing what was heard before)."""
     printer = _Printer(out or sys.stdout, fmt)
     live = None
     try:

@@ -79,3 +79,9 @@ def tiny_model_dir(fsdd_manifest, tmp_path_factory) -> Path:
 
     exp = tmp_path_factory.mktemp("tiny_exp")
     return train(tiny_train_config(exp, [fsdd_manifest]))
+
+
+def resident_mb(pid: int) -> float:
+    """The resident memory of process `pid` in MiB, from Linux /proc."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024

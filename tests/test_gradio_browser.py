@@ -10,8 +10,6 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio_client is impo
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import re  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -22,7 +20,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 from asr.audio import load_audio  # noqa: E402
-from tests.gradio_server import free_port, wait_until_serving  # noqa: E402
+from tests.gradio_server import running_app  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[1]
@@ -40,20 +38,9 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, data_dir, tmp_path_factory):
     """The app as a user starts it, on a free localhost port; yields its URL."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("gradio_server") / "server.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "gradio_app.py", "--model", str(tiny_model_dir), "--port", str(port),
-               "--max-seconds", str(MAX_SECONDS), "--noise-dir", str(data_dir / "noise")]
-    with log.open("w") as output:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_until_serving(url, process, log)
+    options = ["--model", str(tiny_model_dir), "--max-seconds", str(MAX_SECONDS), "--noise-dir", str(data_dir / "noise")]
+    with running_app(options, tmp_path_factory.mktemp("gradio_server") / "server.log", threads=1) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.fixture()
@@ -153,19 +140,8 @@ def test_the_microphone_is_recognized(server, tmp_path):
 @pytest.fixture(scope="module")
 def default_model_server(tmp_path_factory):
     """The app with the default model, which reads real voices, for the live microphone."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("gradio_live") / "server.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "gradio_app.py", "--port", str(port), "--max-seconds", "30"]
-    with log.open("w") as output:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_until_serving(url, process, log)
+    with running_app(["--max-seconds", "30"], tmp_path_factory.mktemp("gradio_live") / "server.log", threads=2) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_the_live_microphone_shows_words_while_they_are_spoken(default_model_server, tmp_path):

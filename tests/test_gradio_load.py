@@ -27,6 +27,7 @@ import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
+from tests.conftest import resident_mb  # noqa: E402
 from tests.gradio_server import free_port, wait_until_serving  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from gradio_client.utils import QueueError  # noqa: E402
@@ -70,11 +71,6 @@ def server(tiny_model_dir, data_dir, tmp_path_factory):
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-def resident_mb(process: subprocess.Popen) -> float:
-    status = Path(f"/proc/{process.pid}/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
 
 
 # --- where it listens -----------------------------------------------------------------------------
@@ -127,7 +123,7 @@ def test_twenty_clients_at_once_get_their_transcript_or_busy_in_bounded_memory(s
     with ThreadPoolExecutor(CLIENTS) as pool:
         for _ in range(5):
             answers.append(list(pool.map(ask, clients)))
-            resident.append(resident_mb(server.process))
+            resident.append(resident_mb(server.process.pid))
     for round_answers in answers:
         assert set(round_answers) <= {"seven", "busy"}, round_answers
         # One decodes while the queue holds QUEUE_SIZE: at least that many are answered, the rest told.
@@ -145,12 +141,12 @@ def test_a_recording_over_the_limit_is_refused_before_it_is_decoded(server, tmp_
     with sf.SoundFile(two_hours, "w", 16000, 1, format="FLAC") as out:  # digital silence: a small upload
         for _ in range(120):
             out.write(np.zeros(60 * 16000, np.float32))
-    before = resident_mb(server.process)
+    before = resident_mb(server.process.pid)
     began = time.monotonic()
     with pytest.raises(AppError, match=rf"The recording is 7200.0 s long; this demo takes at most {MAX_SECONDS} s"):
         Client(server.url, verbose=False).predict(handle_file(str(two_hours)), api_name="/recognize")
     # Decoding it would take minutes and 460 MB for its samples alone.
-    assert time.monotonic() - began < 30 and resident_mb(server.process) - before < 100
+    assert time.monotonic() - began < 30 and resident_mb(server.process.pid) - before < 100
 
 
 # --- no file outside the upload folder ---------------------------------------------------------------

@@ -16,6 +16,7 @@ from asr.cli import main
 from asr.errors import AudioError, ConfigError
 from asr.live import Final, LiveConfig, LiveRecognizer, Partial
 from asr.vad import VadConfig
+from tests.conftest import resident_mb
 
 RATE = 16000
 CLIPS = ("audio_samples/LJ001-0004.flac", "audio_samples/spk1_snt1.flac")
@@ -86,11 +87,6 @@ def test_partials_fill_in_while_the_sentence_is_spoken(recognizer, talk):
     assert len(set(last) & set(final_words)) >= 0.8 * len(final_words)
 
 
-def resident_megabytes() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def test_memory_stays_bounded_on_speech_without_pauses(recognizer):
     clip = load_audio(CLIPS[0], RATE)
     speech = np.concatenate([clip[int(0.3 * RATE) : -int(0.3 * RATE)]] * 16)  # about 70 s, no pause of 0.5 s
@@ -106,7 +102,7 @@ def test_memory_stays_bounded_on_speech_without_pauses(recognizer):
     assert max(held) <= (20.0 + 2.5) * RATE
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads the resident size from Linux /proc")
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the resident size from Linux /proc")
 def test_an_hour_of_audio_keeps_memory_flat(recognizer):
     """An hour of quiet noise with a sentence every six minutes, partials on: every sentence comes out,
     the audio held stays within one utterance, and the resident size does not grow after the first."""
@@ -124,7 +120,7 @@ def test_an_hour_of_audio_keeps_memory_flat(recognizer):
         finals += [e for e in live.feed(chunk) if isinstance(e, Final)]
         held.append(live._audio.end - live._audio.start)
         if second % 360 == 359:
-            memory[second // 360] = resident_megabytes()
+            memory[second // 360] = resident_mb(os.getpid())
     finals += live.finish()
     assert [bare(f.text) for f in finals] == [offline] * 10, [f.text for f in finals]
     assert max(held) <= 5 * RATE

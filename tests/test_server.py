@@ -31,7 +31,7 @@ from openai import OpenAI
 
 from asr.audio import load_audio
 from asr.cli import main as cli_main
-from tests.conftest import REPO, fsdd_rows
+from tests.conftest import REPO, fsdd_rows, resident_mb
 from tests.test_hostile_inputs import CORPUS, NOT_UTF8, SR
 
 KEY = "test-key-123"
@@ -460,13 +460,6 @@ def test_a_full_queue_gets_503_with_retry_after_and_then_serves_again(strict_ser
 
 # --- many clients at once ------------------------------------------------------------------------------------
 
-def resident_megabytes(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 def test_twenty_clients_of_five_requests_each_all_get_their_transcript(server, clips, expected):
     """Five rounds of twenty requests at once, one per client; the server's memory is steady from round 2 on."""
     client = server.client()
@@ -481,7 +474,7 @@ def test_twenty_clients_of_five_requests_each_all_get_their_transcript(server, c
     with ThreadPoolExecutor(CLIENTS) as pool:
         for round_number in range(REQUESTS_EACH):
             results += pool.map(one_request, range(CLIENTS), [round_number] * CLIENTS)
-            memory.append(resident_megabytes(server.process.pid))
+            memory.append(resident_mb(server.process.pid))
     assert len(results) == CLIENTS * REQUESTS_EACH
     assert all(got == wanted for got, wanted in results), [r for r in results if r[0] != r[1]]
     assert server.health()["active"] == 0 and os.listdir(server.spool) == []

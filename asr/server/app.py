@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hmac
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,7 +30,8 @@ from asr.recognizer import Recognizer
 from asr.server.admission import Admission
 from asr.server.config import ServerConfig
 from asr.server.live import add_stream_route
-from asr.server.protocol import ApiError, model_card, model_list, parse_request, render_response
+from asr.server.protocol import (API_KEY_MESSAGE, ApiError, authorized, model_card, model_list, parse_request,
+                                 render_response)
 from asr.server.upload import FILE_FIELD, Form, Spool, UploadLimits, check_content_length, read_form
 from asr.stream import SOUNDFILE_EXTENSIONS, probe_duration
 
@@ -166,17 +166,9 @@ def _job_done(state: ServerState, spool: Spool, job: Future) -> None:
 
 
 def _authorizer(api_key: Optional[str]) -> Callable[[Request], Awaitable[None]]:
-    expected = api_key.encode() if api_key else None
-
     async def authorize(request: Request) -> None:
-        if expected is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        # compare_digest: the time taken does not tell how much of a guess was right.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
-            raise ApiError(401, "missing or incorrect API key: send 'Authorization: Bearer KEY' with the key "
-                                "the server was started with", "invalid_api_key",
-                           headers={"WWW-Authenticate": "Bearer"})
+        if not authorized(request.headers.get("authorization", ""), api_key):
+            raise ApiError(401, API_KEY_MESSAGE, "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
     return authorize
 

@@ -19,16 +19,16 @@ slow, no more, and the client's messages never wait on a full socket buffer.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import numpy as np
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from asr.errors import AsrError, AudioError
 from asr.live import LiveRecognizer, event_dict
+from asr.server.protocol import API_KEY_MESSAGE, authorized
 
 if TYPE_CHECKING:  # app.py adds this module's route to its application
     from asr.server.app import ServerState
@@ -52,7 +52,8 @@ def add_stream_route(app: FastAPI, state: "ServerState") -> None:
         await websocket.accept()
         entered = False
         try:
-            _authorize(websocket, state.config.api_key)
+            if not authorized(websocket.headers.get("authorization", ""), state.config.api_key):
+                raise StreamError(POLICY, API_KEY_MESSAGE)
             rate, dtype, scale = _audio_format(websocket)
             if not state.streams.enter():
                 raise StreamError(TRY_AGAIN, f"every live stream place is taken ({state.config.max_streams}); "
@@ -143,15 +144,6 @@ def _is_end(text: str) -> bool:
     if not isinstance(message, dict) or message.get("type") != "end":
         raise StreamError(INVALID_DATA, f'unknown message {text[:100]!r}: {{"type": "end"}} ends the stream')
     return True
-
-
-def _authorize(websocket: WebSocket, api_key: Optional[str]) -> None:
-    if api_key is None:
-        return
-    scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
-        raise StreamError(POLICY, "missing or incorrect API key: send 'Authorization: Bearer KEY' with the key "
-                                  "the server was started with")
 
 
 def _audio_format(websocket: WebSocket) -> tuple[int, str, float]:

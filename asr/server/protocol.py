@@ -8,6 +8,7 @@ so a file's text, subtitles and times are the same whichever way it was transcri
 
 from __future__ import annotations
 
+import hmac
 import json
 import zlib
 from dataclasses import dataclass
@@ -150,3 +151,16 @@ def model_card(model_id: str, created: int) -> dict:
 def model_list(model_id: str, created: int) -> dict:
     """GET /v1/models: OpenAI's list shape, holding the one model this server loaded."""
     return {"object": "list", "data": [model_card(model_id, created)]}
+
+
+API_KEY_MESSAGE = ("missing or incorrect API key: send 'Authorization: Bearer KEY' with the key the server was "
+                   "started with")
+
+
+def authorized(authorization: str, api_key: Optional[str]) -> bool:
+    """Whether an Authorization header value carries `api_key` as a bearer token (any header, without a key)."""
+    if api_key is None:
+        return True
+    scheme, _, token = authorization.partition(" ")
+    # compare_digest: the time taken does not tell how much of a guess was right.
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), api_key.encode())
