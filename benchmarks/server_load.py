@@ -3,8 +3,11 @@
     python benchmarks/server_load.py                                   # the default model, 8 clients
     python benchmarks/server_load.py --model exp/run/model --clients 20 --requests 5 --workers 1 2 4
 
-Three measurements, each of clients x requests transcriptions of the same clips (rotating):
+Measurements, each of clients x requests transcriptions of the same clips (rotating):
   in-process  transcribe_long in this process, one request at a time: the decoding alone, no HTTP
+  batched     with --batch-sizes: the clips' samples through Recognizer.transcribe (one at a time)
+              and Recognizer.transcribe_batch (N at a time), which is what batching requests that
+              arrive together would gain; a request's latency is its whole batch's
   1 client    one client over HTTP, one request at a time: decoding plus HTTP, upload and spooling
   N clients   N clients at once, each sending its requests one after another
 The last two run against a fresh `asr serve` per --workers value (on 127.0.0.1, a free port).
@@ -119,6 +122,39 @@ def run_in_process(model: str, audio: list[Path], seconds: list[float], count: i
     return Run("in-process, one at a time", 1, latencies, 0, time.perf_counter() - began, total), expected
 
 
+def run_batched(model: str, audio: list[Path], seconds: list[float], count: int, batch_sizes: list[int],
+                threads: int | None) -> list[Run]:
+    """`count` transcriptions of the clips' samples, one at a time and then `batch` at a time for each
+    batch size, alternating so that other load on the machine slows each alike; errors are answers
+    that differ from one-at-a-time decoding."""
+    import torch
+
+    import asr
+    from asr.audio import load_audio
+
+    if threads:
+        torch.set_num_threads(threads)
+    recognizer = asr.load_model(model)
+    samples = [load_audio(path, recognizer.sample_rate) for path in audio]
+    expected = [recognizer.transcribe(s).text for s in samples]  # also the warm-up
+    recognizer.transcribe_batch(samples * (max(batch_sizes) // len(samples) + 1), batch_size=max(batch_sizes))
+    runs = {size: ([], [0], [0.0], [0.0]) for size in [1, *batch_sizes]}  # latencies, errors, wall, audio
+    for start in range(0, count, max(batch_sizes)):
+        for size, (latencies, errors, wall, total) in runs.items():
+            for first in range(start, min(count, start + max(batch_sizes)), size):
+                picks = [i % len(audio) for i in range(first, min(count, first + size))]
+                began = time.perf_counter()
+                results = recognizer.transcribe_batch([samples[i] for i in picks], batch_size=size)
+                took = time.perf_counter() - began
+                wall[0] += took
+                latencies += [took] * len(picks)
+                errors[0] += sum(r.text != expected[i] for r, i in zip(results, picks))
+                total[0] += sum(seconds[i] for i in picks)
+    name = lambda size: "in-process, one at a time (transcribe)" if size == 1 else f"in-process, batches of {size} (transcribe_batch)"  # noqa: E731
+    return [Run(name(size), 1, latencies, errors[0], wall[0], total[0])
+            for size, (latencies, errors, wall, total) in runs.items()]
+
+
 class ServerProcess:
     def __init__(self, model: str, workers: int, queue_size: int, threads: int | None, log: Path):
         command = [sys.executable, "-m", "asr.cli", "serve", "--model", model, "--port", "0", "--workers", str(workers),
@@ -151,8 +187,10 @@ def main() -> None:
     parser.add_argument("--audio", nargs="+", type=Path, default=DEFAULT_AUDIO, help="clips sent in turn")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     parser.add_argument("--requests", type=int, default=5, help="requests per client (default 5)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
-                        help="asr serve --workers values, a server each (default 1 2)")
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 2],
+                        help="asr serve --workers values, a server each (default 1 2; none: no server)")
+    parser.add_argument("--batch-sizes", type=int, nargs="*", default=[],
+                        help="also decode in process N requests at a time (e.g. 2 4 8)")
     parser.add_argument("--threads", type=int, help="torch threads (default: as asr serve chooses)")
     parser.add_argument("--out", type=Path, help="also write the report to OUT/RESULTS.md")
     args = parser.parse_args()
@@ -168,6 +206,8 @@ def main() -> None:
     print("\n".join(report), flush=True)
     baseline, expected = run_in_process(args.model, args.audio, seconds, total, args.threads)
     rows = [baseline.row()]
+    if args.batch_sizes:
+        rows += [run.row() for run in run_batched(args.model, args.audio, seconds, total, args.batch_sizes, args.threads)]
     with tempfile.TemporaryDirectory(prefix="asr-server-load-") as folder:
         for workers in args.workers:
             server = ServerProcess(args.model, workers, args.clients + workers, args.threads,
@@ -183,7 +223,8 @@ def main() -> None:
                 server.stop()
     table = ["| setup | clients | answered | errors | requests/s | audio s/s | p50 ms | p90 ms | p99 ms | max ms |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows, "",
-             "errors: failed requests, and answers whose text differs from the in-process transcript. "
+             "errors: failed requests, and answers whose text differs from the in-process transcript "
+             "(batched rows: from the same clip decoded alone). "
              f"Median in-process latency {1000 * statistics.median(baseline.latencies):.0f} ms."]
     print("\n".join(table))
     if args.out:
