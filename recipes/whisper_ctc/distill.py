@@ -1,0 +1,229 @@
+"""Noise training that forgets nothing: the unchanged tiny.en, hearing the clean audio, teaches a
+student that hears it in noise.
+
+The teacher is the shipped default (Whisper tiny.en unchanged, with its CTC head). For every
+training window it encodes the clean audio and transcribes it (greedy), so no transcript is needed
+and any voice can be used. The student, initialised as the teacher, has its encoder trained while
+the decoder and CTC head stay frozen, so everything the decoder knows about language is kept and
+only what it is given to read changes. The loss, on the noisy copy and on the clean audio alike:
+
+    KL(teacher's token distributions on clean || student's)   over the teacher's transcript
+    + mse_weight * mean squared distance of the encoder states from the teacher's on clean audio
+
+The clean terms keep the student equal to the teacher on clean input (forgetting would show there
+first); the noisy terms teach it to hear through noise.
+
+Windows are built as decoding sees them: one to several utterances with short pauses between them,
+at most 28 s, padded to Whisper's 30 s. Noise is the training split of the noise bank (recordings
+unlike the test noise), babble of other training voices, coloured noise and room responses; no
+speed change, so clean and noisy frames stay aligned.
+
+Training voices (never a test speaker): speechocean762's train split but the gate's development
+speakers (gate_head.speech_sets), LJ Speech but its held-out clips, FSDD's training speakers and the
+untranscribed LibriSpeech readers. Resumable: checkpoints every `--save-every` steps.
+
+    python recipes/whisper_ctc/distill.py --data-dir ../shared/data --exp exp/distill --steps 600
+    python recipes/whisper_ctc/distill.py --exp exp/distill --export exp/distill/model   # a model folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import logging
+import math
+import random
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from asr.audio import load_audio
+from asr.checkpoint import list_checkpoints, load_latest_checkpoint, load_model_dir, save_checkpoint, save_model
+from asr.checkpoint import load_ctc_tokenizer
+from asr.data.augment import AugmentConfig, build_augmenter
+from asr.data.manifest import read_manifest
+from asr.decoding.beam_search import beam_search
+from asr.recognizer import BUNDLED_MODELS
+
+from gate_head import speech_sets  # the same training voices and development speakers
+
+log = logging.getLogger("distill")
+SAMPLE_RATE = 16000
+PAD_TO_FRAMES = 3000
+MAX_WINDOW_SECONDS = 28.0
+# Harder than the fine-tuning's mix: babble is where Whisper fails first (issue 17).
+NOISE = AugmentConfig(noise_prob=0.4, colored_noise_prob=0.1, babble_prob=0.4, reverb_prob=0.2,
+                      snr_min_db=-5.0, snr_max_db=20.0, speeds=[1.0], clip_prob=0.02)
+
+
+def training_voices(data_dir: Path, dev_speakers: int, seed: int) -> list[str]:
+    """Audio paths of every training voice: gate_head's set (all of each speechocean762 train
+    speaker's utterances) and the untranscribed LibriSpeech readers."""
+    train, _ = speech_sets(data_dir, per_speaker=1000, dev_speakers=dev_speakers, seed=seed)
+    untranscribed = read_manifest(data_dir / "speech" / "librispeech_untranscribed" / "manifest.jsonl")
+    return [u.audio for u in train] + [u.audio for u in untranscribed]
+
+
+def window(paths: list[str], rng: np.random.Generator) -> np.ndarray:
+    """Utterances drawn from `paths` joined by 0.2-1.0 s pauses, up to a length drawn between 3 s
+    and 28 s (a single longer utterance is cut at 28 s)."""
+    budget = int(rng.uniform(3.0, MAX_WINDOW_SECONDS) * SAMPLE_RATE)
+    parts, used = [], 0
+    while used < budget:
+        audio = load_audio(paths[int(rng.integers(len(paths)))], SAMPLE_RATE)
+        if parts and used + len(audio) > budget:
+            break
+        if parts:
+            pause = np.zeros(int(rng.uniform(0.2, 1.0) * SAMPLE_RATE), np.float32)
+            parts.append(pause)
+            used += len(pause)
+        parts.append(audio[: int(MAX_WINDOW_SECONDS * SAMPLE_RATE) - used])
+        used += len(parts[-1])
+    return np.concatenate(parts).astype(np.float32)
+
+
+def batch_of(waveforms: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([len(w) for w in waveforms])
+    batch = torch.zeros(len(waveforms), int(lengths.max()))
+    for i, w in enumerate(waveforms):
+        batch[i, : len(w)] = torch.from_numpy(w)
+    return batch, lengths
+
+
+@torch.no_grad()
+def teach(teacher, clean: torch.Tensor, lengths: torch.Tensor, tokens_per_second: float = 6.0):
+    """The teacher's encoder states, transcript (greedy) and teacher-forced log-probabilities."""
+    hidden = teacher.encode(clean, lengths, pad_to_frames=PAD_TO_FRAMES).hidden
+    memory_lengths = torch.full((len(clean),), hidden.shape[1])
+    limits = [int(tokens_per_second * n / SAMPLE_RATE) + 10 for n in lengths.tolist()]
+    hyps = beam_search(teacher, hidden, memory_lengths, 1, token_limits=limits)
+    transcripts = [list(h[0].tokens) for h in hyps]
+    targets = torch.nn.utils.rnn.pad_sequence([torch.tensor(t or [0], dtype=torch.long) for t in transcripts],
+                                              batch_first=True, padding_value=-1)
+    target_lengths = torch.tensor([len(t) for t in transcripts])
+    tokens_in, tokens_out, in_lengths = teacher.decoder_io(targets, target_lengths)
+    mask = torch.ones(len(clean), hidden.shape[1], dtype=torch.bool)
+    log_probs = torch.log_softmax(teacher.decoder(tokens_in, in_lengths, hidden, mask).logits.float(), dim=-1)
+    return hidden, tokens_in, in_lengths, tokens_out != -1, log_probs, transcripts
+
+
+def student_loss(student, audio, lengths, taught, mse_weight: float) -> tuple[torch.Tensor, float, float]:
+    """KL from the teacher's token distributions plus mse_weight * encoder-state distance."""
+    hidden_t, tokens_in, in_lengths, valid, log_probs_t, _ = taught
+    hidden = student.encode(audio, lengths, pad_to_frames=PAD_TO_FRAMES).hidden
+    mask = torch.ones(len(audio), hidden.shape[1], dtype=torch.bool)
+    log_probs = torch.log_softmax(student.decoder(tokens_in, in_lengths, hidden, mask).logits.float(), dim=-1)
+    kl = (log_probs_t.exp() * (log_probs_t - log_probs)).sum(-1)
+    kl = (kl * valid).sum() / valid.sum()
+    mse = F.mse_loss(hidden, hidden_t)
+    return kl + mse_weight * mse, float(kl.detach()), float(mse.detach())
+
+
+def trainable(model) -> list[torch.nn.Parameter]:
+    """The encoder's parameters; decoder and CTC head stay the teacher's."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = list(model.encoder.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def train(args, teacher, student, paths: list[str], augmenter, exp: Path) -> None:
+    params = trainable(student)
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    schedule = lambda step: min(1.0, step / args.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.steps)))  # noqa: E731
+    start = 0
+    latest = load_latest_checkpoint(exp / "checkpoints")
+    if latest is not None:
+        path, state = latest
+        student.encoder.load_state_dict(state["encoder"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+        log.info("resumed from %s (step %d)", path, start)
+    csv_path = exp / "train.csv"
+    fields = ["step", "lr", "kl_noisy", "kl_clean", "mse_noisy", "mse_clean", "audio_seconds", "seconds"]
+    if not csv_path.exists():
+        csv_path.write_text(",".join(fields) + "\n")
+    student.train()
+    for step in range(start + 1, args.steps + 1):
+        began = time.time()
+        rng = np.random.default_rng([args.seed, step])  # a step's data depends on the step alone: exact resume
+        clean = [window(paths, rng) for _ in range(args.batch)]
+        noisy = [augmenter(w, rng) for w in clean]
+        clean_audio, lengths = batch_of(clean)
+        noisy_audio, _ = batch_of(noisy)
+        taught = teach(teacher, clean_audio, lengths)
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr * schedule(step)
+        optimizer.zero_grad()
+        loss_noisy, kl_noisy, mse_noisy = student_loss(student, noisy_audio, lengths, taught, args.mse_weight)
+        loss_noisy.backward()
+        loss_clean, kl_clean, mse_clean = student_loss(student, clean_audio, lengths, taught, args.mse_weight)
+        (args.clean_weight * loss_clean).backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        row = [step, optimizer.param_groups[0]["lr"], kl_noisy, kl_clean, mse_noisy, mse_clean,
+               float(lengths.sum()) / SAMPLE_RATE, time.time() - began]
+        with open(csv_path, "a", newline="") as f:
+            csv.writer(f).writerow([f"{v:.5g}" if isinstance(v, float) else v for v in row])
+        log.info("step %d: KL noisy %.4f clean %.4f, MSE noisy %.4f clean %.4f (%.1f s)",
+                 step, kl_noisy, kl_clean, mse_noisy, mse_clean, row[-1])
+        if step % args.save_every == 0 or step == args.steps:
+            save_checkpoint({"encoder": student.encoder.state_dict(), "optimizer": optimizer.state_dict(),
+                             "step": step}, exp / "checkpoints" / f"step_{step:06d}.pt")
+            for old in list_checkpoints(exp / "checkpoints")[:-2]:
+                old.unlink()
+                old.with_name(old.name + ".sha256").unlink(missing_ok=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--exp", default="exp/distill")
+    parser.add_argument("--teacher", default=str(BUNDLED_MODELS["whisper-tiny-ctc"]))
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--batch", type=int, default=4, help="windows per step")
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--mse-weight", type=float, default=1.0)
+    parser.add_argument("--clean-weight", type=float, default=1.0)
+    parser.add_argument("--dev-speakers", type=int, default=10, help="as gate_head.py: kept for the gate")
+    parser.add_argument("--save-every", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--export", help="write the latest checkpoint as a model folder here, and stop")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    data_dir, exp = Path(args.data_dir), Path(args.exp)
+    exp.mkdir(parents=True, exist_ok=True)
+
+    teacher, tokenizer, meta = load_model_dir(args.teacher)
+    student = copy.deepcopy(teacher)
+    if args.export:
+        latest = load_latest_checkpoint(exp / "checkpoints")
+        if latest is None:
+            raise SystemExit(f"no checkpoint in {exp / 'checkpoints'}")
+        path, state = latest
+        student.encoder.load_state_dict(state["encoder"])
+        info = {**meta.get("info", {}), "encoder": f"distilled in noise from the teacher, {path.name} "
+                "(recipes/whisper_ctc/distill.py)"}
+        chars = load_ctc_tokenizer(args.teacher, meta, tokenizer)
+        print(save_model(student.eval(), tokenizer, args.export, info, chars, meta.get("decoding"), "tiny.en", True))
+        return
+    paths = training_voices(data_dir, args.dev_speakers, args.seed)
+    augmenter = build_augmenter(replace(NOISE, noise_manifests=[str(data_dir / "noise" / "manifest.jsonl")],
+                                        rir_manifests=[str(data_dir / "rir" / "manifest.jsonl")]), paths, args.seed)
+    log.info("%d training utterances; %d steps of %d windows", len(paths), args.steps, args.batch)
+    random.seed(args.seed)
+    train(args, teacher.eval(), student, paths, augmenter, exp)
+
+
+if __name__ == "__main__":
+    main()
