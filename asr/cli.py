@@ -97,6 +97,9 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--half", action="store_true", help="store weights as float16")
     p.add_argument("--decoding", action="append", default=[], metavar="KEY=VALUE",
                    help="a recommended DecodingOptions field, e.g. --decoding mode=rescore (repeatable)")
+    p.add_argument("--onnx", action="store_true",
+                   help="also write the model as ONNX graphs for ONNX Runtime (encoder.onnx, decoder.onnx, their "
+                        "int8 copies and frontend.npz; Whisper-based models; needs the `onnx` package)")
     p.set_defaults(handler=run_export)
 
 
@@ -111,8 +114,16 @@ def run_export(args: argparse.Namespace) -> int:
         DecodingOptions(**decoding)
     except TypeError as err:
         raise ConfigError(f"--decoding: {err}") from None
+    if args.onnx and (not decoding.get("pad_to_frames") or model.config.frontend.kind != "whisper"):
+        # refused before anything is written
+        raise ConfigError("--onnx: the graphs take a fixed-length input of Whisper's features, so the model "
+                          "must have Whisper's frontend and be decoded with one (decoding.pad_to_frames)")
     out = save_model(model, tokenizer, args.out, meta.get("info"), None if ctc_tokenizer is tokenizer else ctc_tokenizer,
                      decoding, args.base, args.half)
+    if args.onnx:
+        from asr.runtime.export import export_onnx
+
+        export_onnx(model, out, frames=decoding["pad_to_frames"])
     print(out)
     return 0
 

@@ -1,0 +1,137 @@
+"""The model as two ONNX graphs, for ONNX Runtime: the encoder and one decoder step.
+
+    encoder.onnx  features (B, frames, n_mels), as `frontend.log_mel` makes them
+                  -> hidden (B, T', d), ctc_log_probs (B, T', V_ctc),
+                     cross_kv (2 * layers, B, heads, T', d_head): each decoder layer's keys, values
+    decoder.onnx  tokens (N, n) int64, self_kv (2 * layers, N, heads, past, d_head),
+                  cross_kv (2 * layers, N, heads, T', d_head)
+                  -> logits (N, V) of the last token, self_kv (2 * layers, N, heads, past + n, d_head)
+
+Both wrap the model's own modules (one model definition): the graphs are traces of the layers the
+PyTorch path runs. The encoder attends to every frame, as decoding with `pad_to_frames` does; the
+frontend (Whisper's log-mel, with the model's CMVN) is written as `frontend.npz` and computed with
+numpy. `quantize` adds int8 copies (ONNX Runtime's dynamic quantisation of the matrix products).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from asr.checkpoint import write_atomic
+from asr.errors import ConfigError
+from asr.model.asr_model import ASRModel
+from asr.runtime.onnx_model import DECODER_FILE, ENCODER_FILE, FRONTEND_FILE, INT8_SUFFIX
+
+OPSET = 17
+
+
+class EncoderGraph(nn.Module):
+    def __init__(self, model: ASRModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        lengths = torch.ones(features.shape[0], dtype=torch.long) * features.shape[1]
+        out = self.model.encoder(features, lengths)
+        kv = [t for layer in self.model.decoder.layers for t in layer.cross_attn.project_kv(out.hidden)]
+        return out.hidden, self.model.ctc.log_probs(out.hidden), torch.stack(kv)
+
+
+class DecoderStepGraph(nn.Module):
+    def __init__(self, model: ASRModel):
+        super().__init__()
+        self.decoder = model.decoder
+
+    def forward(self, tokens: Tensor, self_kv: Tensor, cross_kv: Tensor) -> tuple[Tensor, Tensor]:
+        past, n = self_kv.shape[3], tokens.shape[1]
+        # Positions from tensors, not Python ints, so that the trace keeps them as inputs.
+        positions = torch.arange(n) + past
+        # The embedding and the output projection read one (d, V) table, so the graph stores Whisper's
+        # 51864 x 384 matrix once (decoder.project would trace its own transposed copy).
+        table = self.decoder.embed.weight.t() if self.decoder.output is None else None
+        embedded = self.decoder.embed(tokens) if table is None else table[:, tokens].permute(1, 2, 0)
+        x = embedded + self.decoder.positions.index_select(0, positions)
+        causal = torch.arange(past + n)[None, :] <= positions[:, None]  # a token sees the past and itself
+        new_kv = []
+        for i, layer in enumerate(self.decoder.layers):
+            x, (k, v), _, _ = layer(x, causal, (cross_kv[2 * i], cross_kv[2 * i + 1]), None, False,
+                                    (self_kv[2 * i], self_kv[2 * i + 1]))
+            new_kv += [k, v]
+        last = self.decoder.norm(x[:, -1])
+        logits = self.decoder.project(last) if table is None else last @ table
+        return logits, torch.stack(new_kv)
+
+
+def frontend_arrays(model: ASRModel) -> dict[str, np.ndarray]:
+    """What `frontend.log_mel` needs: mel filters, window, CMVN, and the sizes."""
+    config = model.config.frontend
+    if config.kind != "whisper":
+        raise ConfigError(f"ONNX export supports Whisper's frontend only, not {config.kind!r}")
+    frontend = model.frontend
+    return {"filters": frontend.filters.numpy(), "window": frontend.window.numpy(),
+            "mean": model.cmvn.mean.numpy(), "istd": model.cmvn.istd.numpy(),
+            "sizes": np.array([config.sample_rate, config.n_fft, config.hop_length, config.win_length])}
+
+
+def _onnx_bytes(module: nn.Module, args: tuple, names: list[str], outputs: list[str], axes: dict) -> bytes:
+    buffer = io.BytesIO()
+    # The TorchScript exporter: it traces the modules as they run, with no extra package beyond onnx
+    # (torch's newer exporter needs onnxscript); its deprecation notice is not the user's business.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(module, args, buffer, dynamo=False, opset_version=OPSET, input_names=names,
+                          output_names=outputs, dynamic_axes=axes)
+    return buffer.getvalue()
+
+
+@torch.no_grad()
+def export_onnx(model: ASRModel, out: str | Path, frames: int = 3000, quantize: bool = True) -> list[Path]:
+    """Writes encoder.onnx, decoder.onnx and frontend.npz into `out` (and, with `quantize`, int8
+    copies of both graphs); returns the paths written. `frames`: the encoder input the model is
+    decoded with (Whisper's 30 s)."""
+    model = model.eval()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    layers, heads = config.decoder.num_layers, config.decoder.num_heads
+    d_head = config.encoder.d_model // heads
+    features = torch.zeros(1, frames, config.frontend.n_mels)
+    encoder = _onnx_bytes(EncoderGraph(model).eval(), (features,), ["features"], ["hidden", "ctc_log_probs", "cross_kv"],
+                          {"features": {0: "batch"}, "hidden": {0: "batch"}, "ctc_log_probs": {0: "batch"},
+                           "cross_kv": {1: "batch"}})
+    tokens = torch.tensor([[config.sos_id, *config.decoder_prompt]] * 2)
+    self_kv = torch.zeros(2 * layers, 2, heads, 3, d_head)
+    cross_kv = torch.zeros(2 * layers, 2, heads, frames // model.encoder.subsampling.rate, d_head)
+    decoder = _onnx_bytes(DecoderStepGraph(model).eval(), (tokens, self_kv, cross_kv), ["tokens", "self_kv", "cross_kv"],
+                          ["logits", "new_self_kv"],
+                          {"tokens": {0: "rows", 1: "new"}, "self_kv": {1: "rows", 3: "past"},
+                           "cross_kv": {1: "rows", 3: "frames"}, "logits": {0: "rows"},
+                           "new_self_kv": {1: "rows", 3: "total"}})
+    written = []
+    for name, data in ((ENCODER_FILE, encoder), (DECODER_FILE, decoder)):
+        write_atomic(out / name, data)
+        written.append(out / name)
+        if quantize:
+            written.append(_quantize(out / name))
+    arrays = io.BytesIO()
+    np.savez(arrays, **frontend_arrays(model))
+    write_atomic(out / FRONTEND_FILE, arrays.getvalue())
+    return written + [out / FRONTEND_FILE]
+
+
+def _quantize(path: Path) -> Path:
+    """An int8 copy of a graph: weights of its matrix products and embedding table quantised per channel,
+    activations per call."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target = path.with_suffix(INT8_SUFFIX)
+    staging = target.with_name(f".{target.name}.staging")
+    quantize_dynamic(path, staging, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gather"])
+    staging.replace(target)
+    return target

@@ -1,0 +1,61 @@
+"""The exported graphs under ONNX Runtime: encoder outputs and decoder steps as numpy arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from asr.errors import CheckpointError
+from asr.runtime.frontend import Frontend
+
+ENCODER_FILE, DECODER_FILE, FRONTEND_FILE = "encoder.onnx", "decoder.onnx", "frontend.npz"
+INT8_SUFFIX = ".int8.onnx"  # the int8 copy of a graph: encoder.int8.onnx
+PRECISIONS = ("fp32", "int8")
+
+
+@dataclass
+class Encoded:
+    hidden: np.ndarray  # (B, T', d)
+    ctc_log_probs: np.ndarray  # (B, T', V_ctc)
+    cross_kv: np.ndarray  # (2 * layers, B, heads, T', d_head)
+
+
+class OnnxModel:
+    """encoder.onnx and decoder.onnx of a folder that `export_onnx` wrote, in `precision`."""
+
+    def __init__(self, folder: str | Path, precision: str = "fp32", threads: int = 0):
+        if precision not in PRECISIONS:
+            raise CheckpointError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        folder = Path(folder)
+        suffix = INT8_SUFFIX if precision == "int8" else ".onnx"
+        paths = [folder / Path(name).with_suffix(suffix).name for name in (ENCODER_FILE, DECODER_FILE)]
+        missing = [p.name for p in [*paths, folder / FRONTEND_FILE] if not p.is_file()]
+        if missing:
+            raise CheckpointError(f"{folder}: no exported model for {precision} (missing {', '.join(missing)}); "
+                                  "write it with `asr export MODEL OUT --onnx`")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: ONNX Runtime's choice (the physical cores)
+        options.inter_op_num_threads = 1
+        self.encoder, self.decoder = (ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
+                                      for p in paths)
+        self.frontend = Frontend.load(folder / FRONTEND_FILE)
+        self.frames = self.encoder.get_inputs()[0].shape[1]  # the encoder's fixed input length
+
+    def encode(self, features: np.ndarray) -> Encoded:
+        """features (B, frames, n_mels), each utterance's `Frontend.log_mel` padded to `self.frames`."""
+        hidden, ctc_log_probs, cross_kv = self.encoder.run(None, {"features": features.astype(np.float32)})
+        return Encoded(hidden, ctc_log_probs, cross_kv)
+
+    def step(self, tokens: np.ndarray, self_kv: np.ndarray, cross_kv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (N, V) of each row's last token, and the self-attention cache grown by `tokens` (N, n)."""
+        logits, new_kv = self.decoder.run(None, {"tokens": tokens.astype(np.int64), "self_kv": self_kv,
+                                                 "cross_kv": cross_kv})
+        return logits, new_kv
+
+    def empty_cache(self, rows: int, cross_kv: np.ndarray) -> np.ndarray:
+        """A self-attention cache with no positions yet, for `rows` decoder rows."""
+        layers2, _, heads, _, d_head = cross_kv.shape
+        return np.zeros((layers2, rows, heads, 0, d_head), np.float32)
