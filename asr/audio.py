@@ -12,8 +12,6 @@ from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio.functional as AF
 
 from asr.errors import AudioError
 
@@ -129,6 +127,10 @@ def prepare_waveform(
         raise AudioError(source, f"samples reach {peak:.3g}, far beyond full scale (1.0): not audio")
     mono = data.mean(axis=1)
     if rate != sample_rate:
+        # Imported here, so that reading audio at the model's rate (the torch-free ONNX path) needs no torch.
+        import torch
+        import torchaudio.functional as AF
+
         mono = AF.resample(torch.from_numpy(mono), *resampling_ratio(rate, sample_rate)).numpy()
     return np.ascontiguousarray(mono, dtype=np.float32)
 

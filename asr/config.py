@@ -10,7 +10,6 @@ from typing import Any, Optional, TypeVar
 
 import yaml
 
-from asr.data.augment import AugmentConfig
 from asr.errors import ConfigError
 
 T = TypeVar("T")
@@ -26,6 +25,53 @@ class FrontendConfig:
     n_fft: int = 400  # 25 ms at 16 kHz
     hop_length: int = 160  # 10 ms
     win_length: int = 400
+
+
+@dataclass
+class AugmentConfig:
+    # Bank manifests (asr.data.noise); only their training split is ever used here.
+    noise_manifests: list[str] = field(default_factory=list)
+    rir_manifests: list[str] = field(default_factory=list)
+    speeds: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])  # one drawn uniformly per utterance
+    reverb_prob: float = 0.3
+    # At most one kind of noise per utterance, so these three probabilities add up to at most 1.
+    noise_prob: float = 0.45  # a recording from the noise bank
+    colored_noise_prob: float = 0.1  # white, pink or brown
+    babble_prob: float = 0.2  # other training utterances talking at once
+    snr_min_db: float = -5.0
+    snr_max_db: float = 20.0
+    babble_min_talkers: int = 3
+    babble_max_talkers: int = 8
+    babble_pool_size: int = 100  # training utterances kept in memory as babble voices (~0.8 MB per 12 s one)
+    volume_prob: float = 0.5
+    gain_min_db: float = -12.0
+    gain_max_db: float = 6.0
+    clip_prob: float = 0.05
+    clip_max_fraction: float = 0.02  # at most this share of an utterance's samples is clipped
+    cache_seconds: float = 1800.0  # decoded audio kept in memory per process, for each of noise, RIRs and babble voices
+    # Epochs before this one train on clean audio: a small model learns to align on clean speech
+    # first, then to hold on to it in noise. Until then a run is exactly the unaugmented run.
+    start_epoch: int = 0
+
+    def __post_init__(self) -> None:
+        probabilities = {"reverb_prob": self.reverb_prob, "noise_prob": self.noise_prob,
+                         "colored_noise_prob": self.colored_noise_prob, "babble_prob": self.babble_prob,
+                         "volume_prob": self.volume_prob, "clip_prob": self.clip_prob}
+        for name, p in probabilities.items():
+            if not 0.0 <= p <= 1.0:
+                raise ConfigError(f"AugmentConfig.{name} must be in [0, 1], got {p}")
+        if self.noise_prob + self.colored_noise_prob + self.babble_prob > 1.0 + 1e-9:
+            raise ConfigError("AugmentConfig: noise_prob + colored_noise_prob + babble_prob must be at most 1")
+        if not self.speeds or any(not 0.5 <= s <= 2.0 for s in self.speeds):
+            raise ConfigError(f"AugmentConfig.speeds must be factors in [0.5, 2], got {self.speeds}")
+        if self.snr_min_db > self.snr_max_db or self.gain_min_db > self.gain_max_db:
+            raise ConfigError("AugmentConfig: each *_min_db must be at most its *_max_db")
+        if not 1 <= self.babble_min_talkers <= self.babble_max_talkers:
+            raise ConfigError("AugmentConfig: need 1 <= babble_min_talkers <= babble_max_talkers")
+        if self.start_epoch < 0:
+            raise ConfigError(f"AugmentConfig.start_epoch must be at least 0, got {self.start_epoch}")
+        if not 0.0 < self.clip_max_fraction < 1.0:
+            raise ConfigError(f"AugmentConfig.clip_max_fraction must be in (0, 1), got {self.clip_max_fraction}")
 
 
 @dataclass

@@ -8,9 +8,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from asr.audio import load_audio
-from asr.config import from_dict, to_dict
+from asr.config import AugmentConfig, from_dict, to_dict
 from asr.data.augment import (
-    AugmentConfig,
     Augmenter,
     active_speech_power,
     apply_rir,

@@ -45,7 +45,8 @@ import torch.nn.functional as F
 from asr.audio import load_audio
 from asr.checkpoint import list_checkpoints, load_latest_checkpoint, load_model_dir, save_checkpoint, save_model
 from asr.checkpoint import load_ctc_tokenizer
-from asr.data.augment import AugmentConfig, build_augmenter
+from asr.config import AugmentConfig
+from asr.data.augment import build_augmenter
 from asr.data.manifest import read_manifest
 from asr.decoding.beam_search import beam_search
 from asr.recognizer import BUNDLED_MODELS

@@ -30,7 +30,8 @@ import torch
 
 from asr.audio import load_audio
 from asr.checkpoint import save_model
-from asr.data.augment import AugmentConfig, build_augmenter, fit_to_length
+from asr.config import AugmentConfig
+from asr.data.augment import build_augmenter, fit_to_length
 from asr.data.manifest import read_manifest
 from asr.data.noise import TRAIN, NoiseBank
 from asr.importers.whisper import WHISPER_DECODING, ctc_tokenizer, import_whisper
