@@ -24,7 +24,7 @@ from audio_sets import load, short_clips
 # (module, function) pairs timed as stages; whatever else decoding does counts as "other".
 STAGES = [(decode_module, "ctc_prefix_beam_search"), (decode_module, "beam_search"),
           (rescore_module, "teacher_force"), (rescore_module, "sequence_log_likelihoods"),
-          (decode_module, "_time_stamps")]
+          (decode_module, "time_stamps")]
 
 
 def labelled(function, label: str):

@@ -1,55 +1,61 @@
-"""CTC forced alignment (Viterbi) of a token sequence, and encoder frames in seconds."""
+"""CTC forced alignment (Viterbi) of a token sequence, encoder frames in seconds, and the token and
+word time stamps they give. numpy only: the PyTorch and the ONNX Runtime paths share it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
-import torch
-from torch import Tensor
+import numpy as np
 
-from asr.model.asr_model import ASRModel
+from asr.decoding.result import Word
+
+if TYPE_CHECKING:
+    from asr.model.asr_model import ASRModel
+    from asr.tokenizer import Tokenizer
 
 NEG_INF = float("-inf")
 BLANK_POSITION = -1  # what an alignment holds for a frame that emits a blank
 
 
-def forced_align(log_probs: Tensor, tokens: Sequence[int], blank_id: int = 0) -> Optional[list[int]]:
+def forced_align(log_probs: np.ndarray, tokens: Sequence[int], blank_id: int = 0) -> Optional[list[int]]:
     """The most probable CTC path that spells exactly `tokens`.
 
-    log_probs: (T, V) of one utterance, valid frames only. Returns, per frame, the position in
-    `tokens` that the frame emits, or BLANK_POSITION; None if the tokens cannot fit in T frames
-    (each token needs a frame, and a repeated token a blank frame between its copies).
+    log_probs: (T, V) of one utterance, valid frames only (a numpy array, or anything np.asarray
+    reads). Returns, per frame, the position in `tokens` that the frame emits, or BLANK_POSITION;
+    None if the tokens cannot fit in T frames (each token needs a frame, and a repeated token a
+    blank frame between its copies).
     """
+    log_probs = np.asarray(log_probs, dtype=np.float32)
     frames = log_probs.shape[0]
-    labels = torch.tensor(list(tokens), dtype=torch.long)
+    labels = np.asarray(list(tokens), dtype=np.int64)
     states = 2 * len(labels) + 1  # blank, token 0, blank, token 1, ..., blank
-    extended = torch.full((states,), blank_id, dtype=torch.long)
+    extended = np.full(states, blank_id, dtype=np.int64)
     extended[1::2] = labels
-    emit = log_probs.detach().float().cpu()[:, extended]  # (T, S)
+    emit = log_probs[:, extended]  # (T, S)
     # A path may jump over the blank between two tokens only when they differ.
-    can_skip = torch.zeros(states, dtype=torch.bool)
+    can_skip = np.zeros(states, dtype=bool)
     can_skip[3::2] = labels[1:] != labels[:-1]
-    no_skip = torch.full((states,), NEG_INF)
-    score = torch.full((states,), NEG_INF)
+    score = np.full(states, NEG_INF, dtype=np.float32)
     score[: min(2, states)] = emit[0, : min(2, states)]
-    moves = torch.zeros(frames, states, dtype=torch.long)  # how far back each state's best step came from
-    pad = torch.full((2,), NEG_INF)
+    moves = np.zeros((frames, states), dtype=np.int8)  # how far back each state's best step came from
+    candidates = np.full((3, states), NEG_INF, dtype=np.float32)  # stay, from s - 1, from s - 2
     for t in range(1, frames):
-        shifted = torch.cat([pad, score])  # shifted[s + 2 - k] is the score of state s - k
-        skip = torch.where(can_skip, shifted[:-2], no_skip)
-        best, moves[t] = torch.stack([score, shifted[1:-1], skip]).max(dim=0)
-        score = best + emit[t]
+        candidates[0] = score
+        candidates[1, 1:] = score[:-1]
+        candidates[2, 2:] = np.where(can_skip[2:], score[:-2], NEG_INF)
+        moves[t] = candidates.argmax(axis=0)  # the first of equal scores, as before
+        score = candidates.max(axis=0) + emit[t]
     last = states - 1
     if states > 1 and score[states - 2] > score[last]:
         last = states - 2  # end on the last token rather than the final blank
     if score[last] == NEG_INF:
         return None
     path = [0] * frames
-    state, moves_list = last, moves.tolist()
+    state = last
     for t in range(frames - 1, -1, -1):
         path[t] = (state - 1) // 2 if state % 2 else BLANK_POSITION
-        state -= moves_list[t][state]
+        state -= int(moves[t, state])
     return path
 
 
@@ -92,3 +98,22 @@ class FrameTiming:
         start = self.offset + (first - 0.5) * self.shift
         end = self.offset + (last + 0.5) * self.shift
         return round(max(0.0, start), 3), round(min(duration, end), 3)
+
+
+def time_stamps(log_probs: np.ndarray, tokens: list[int], tokenizer: "Tokenizer", timing: FrameTiming,
+                duration: float, blank_id: int) -> tuple[list[tuple[float, float]], list[Word], list[int]]:
+    """Token times, word times and the frame alignment of one utterance; log_probs (T', V) of its
+    valid frames. All empty when the tokens do not fit in the frames."""
+    log_probs = np.asarray(log_probs, dtype=np.float32)
+    alignment = forced_align(log_probs, tokens, blank_id)
+    if alignment is None:
+        return [], [], []
+    spans = token_frames(alignment, len(tokens))
+    token_times = [timing.span(first, last, duration) for first, last in spans]
+    confidence = [float(np.exp(log_probs[first : last + 1, token]).mean()) for (first, last), token in zip(spans, tokens)]
+    words = [
+        Word(word, token_times[positions[0]][0], token_times[positions[-1]][1],
+             sum(confidence[p] for p in positions) / len(positions))
+        for word, positions in tokenizer.words(tokens)
+    ]
+    return token_times, words, alignment

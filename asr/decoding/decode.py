@@ -9,17 +9,17 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from asr.decoding.align import FrameTiming, forced_align, token_frames
+from asr.decoding.align import FrameTiming, time_stamps
 from asr.decoding.beam_search import beam_search, ctc_shares_vocabulary
 from asr.decoding.ctc import best_path_scores, ctc_greedy_search, ctc_prefix_beam_search
 from asr.decoding.hypothesis import Hypothesis
+from asr.decoding.no_speech import NO_SPEECH_WINDOW_SECONDS, densest_stretch
 from asr.decoding.options import CTC_MODES, DecodingOptions
 from asr.decoding.rescore import attention_rescore, cross_vocabulary_rescore
 from asr.decoding.sampling import with_fallback
-from asr.decoding.result import Result, Timings, Word
+from asr.decoding.result import Result, Timings
 from asr.decoding.teacher_forcing import max_tokens, teacher_force
 from asr.errors import ConfigError
 from asr.model.asr_model import ASRModel
@@ -38,24 +38,6 @@ class Vocabularies:
     @property
     def shared(self) -> bool:
         return self.ctc is self.decoder
-
-
-# The no-speech gate measures speech where it is densest, over this long a stretch: averaged over a
-# whole clip, one short word ("tie") in a second or more of silence falls under any threshold that
-# keeps noise out.
-NO_SPEECH_WINDOW_SECONDS = 1.0
-
-
-def densest_stretch(speech: Tensor, lengths: Tensor, window: int) -> Tensor:
-    """(B,) the largest mean of `speech` (B, T) over `window` consecutive valid frames, or over all
-    of an utterance's frames when it has fewer. Frames past `lengths` must hold zeros."""
-    cumulative = F.pad(speech.float().cumsum(1), (1, 0))  # (B, T + 1): sums of the first t frames
-    widths = lengths.clamp(min=1, max=window)  # (B,)
-    ends = torch.arange(1, speech.shape[1] + 1, device=speech.device)  # a stretch ending after frame t
-    starts = (ends[None, :] - widths[:, None]).clamp(min=0)
-    sums = cumulative[:, 1:] - cumulative.gather(1, starts)
-    inside = (starts + widths[:, None] == ends[None, :]) & (ends[None, :] <= lengths[:, None])
-    return (sums.masked_fill(~inside, 0).amax(1) / widths).clamp(min=0)
 
 
 @torch.no_grad()
@@ -83,7 +65,7 @@ def decode(
     speech = (1 - log_probs[..., config.blank_id].exp()) * valid
     timing = FrameTiming.of(model)
     window = max(1, round(NO_SPEECH_WINDOW_SECONDS / timing.shift))
-    speech_probs = densest_stretch(speech, ctc_lengths, window).tolist()
+    speech_probs = densest_stretch(speech.cpu().numpy(), ctc_lengths.cpu().numpy(), window).tolist()
     encoded = time.perf_counter()
 
     # Utterances under the no-speech gate skip the search and decode to nothing.
@@ -108,10 +90,10 @@ def decode(
     labels = [list(h.tokens) if in_ctc_labels else vocab.ctc.encode(t) for h, t in zip(best, texts)]
     decoder_tokens = [h.tokens if not in_ctc_labels or vocab.shared else None for h in best]
 
-    log_probs_cpu, frame_counts = log_probs.cpu(), ctc_lengths.tolist()
+    log_probs_cpu, frame_counts = log_probs.cpu().numpy(), ctc_lengths.tolist()
     durations = [n / config.frontend.sample_rate for n in lengths.tolist()]
     aligned = [
-        _time_stamps(log_probs_cpu[b, :n], labels[b], vocab.ctc, timing, durations[b], config.blank_id)
+        time_stamps(log_probs_cpu[b, :n], labels[b], vocab.ctc, timing, durations[b], config.blank_id)
         for b, n in enumerate(frame_counts)
     ]
     align_done = time.perf_counter()
@@ -209,24 +191,6 @@ def search(
                              options.temperatures, options.best_of, options.compression_ratio_threshold,
                              options.logprob_threshold, options.max_length_ratio, token_limits)
     return [dataclasses.replace(hyp, tokens=options.prefix + hyp.tokens) for hyp in best]
-
-
-def _time_stamps(
-    log_probs: Tensor, tokens: list[int], tokenizer: Tokenizer, timing: FrameTiming, duration: float, blank_id: int
-) -> tuple[list[tuple[float, float]], list[Word], list[int]]:
-    """Token times, word times and the frame alignment of one utterance; log_probs (T', V)."""
-    alignment = forced_align(log_probs, tokens, blank_id)
-    if alignment is None:
-        return [], [], []
-    spans = token_frames(alignment, len(tokens))
-    token_times = [timing.span(first, last, duration) for first, last in spans]
-    confidence = [float(log_probs[first : last + 1, token].exp().mean()) for (first, last), token in zip(spans, tokens)]
-    words = [
-        Word(word, token_times[positions[0]][0], token_times[positions[-1]][1],
-             sum(confidence[p] for p in positions) / len(positions))
-        for word, positions in tokenizer.words(tokens)
-    ]
-    return token_times, words, alignment
 
 
 def _cross_attention(

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, TypeVar
 
-from torch import Tensor
-
 
 @dataclass(frozen=True)
 class Hypothesis:
@@ -16,7 +14,7 @@ class Hypothesis:
     attention_score: Optional[float] = None  # log P_att(tokens <eos>) from the decoder
 
 
-Score = TypeVar("Score", float, Tensor)
+Score = TypeVar("Score")  # a float, or a tensor of them
 
 
 def combine_scores(attention: Score, ctc: Score, ctc_weight: float) -> Score:

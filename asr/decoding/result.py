@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
-from torch import Tensor
+if TYPE_CHECKING:  # annotations only: a Result is built without torch on the ONNX Runtime path
+    from torch import Tensor
 
-from asr.decoding.align import FrameTiming
+    from asr.decoding.align import FrameTiming
 
 
 class Word(NamedTuple):
