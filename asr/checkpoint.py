@@ -7,7 +7,6 @@ safetensors for models, `torch.load(weights_only=True)` for training state.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
@@ -20,32 +19,15 @@ import safetensors.torch
 import torch
 import yaml
 
-from asr.config import ModelConfig, from_dict, to_dict
-from asr.errors import CheckpointError, ConfigError, TokenizerError
+from asr.config import to_dict
+from asr.errors import CheckpointError
 from asr.model.asr_model import ASRModel
-from asr.tokenizer import Tokenizer, load_tokenizer
+from asr.model_folder import (CTC_TOKENIZER_DIR, FORMAT_VERSION, META_FILE, WEIGHTS_FILE, read_description, sha256_of,
+                              with_checksum, write_atomic)
+from asr.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_FILE = "model.safetensors"
-META_FILE = "model.yaml"
-FORMAT_VERSION = 1
-
-
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
-CTC_TOKENIZER_DIR = "ctc"
 
 
 def save_model(model: ASRModel, tokenizer: Tokenizer, directory: str | Path, info: Optional[dict] = None,
@@ -73,7 +55,7 @@ def save_model(model: ASRModel, tokenizer: Tokenizer, directory: str | Path, inf
     meta = {
         "format_version": FORMAT_VERSION,
         "model": to_dict(model.config),
-        "tokenizer": _with_checksum(staging, tokenizer.save(staging)),
+        "tokenizer": with_checksum(staging, tokenizer.save(staging)),
         "weights_sha256": sha256_of(weights),
         "info": info or {},
         "decoding": decoding or {},
@@ -83,7 +65,7 @@ def save_model(model: ASRModel, tokenizer: Tokenizer, directory: str | Path, inf
     if ctc_tokenizer is not None:
         ctc_dir = staging / CTC_TOKENIZER_DIR
         ctc_dir.mkdir()
-        meta["ctc_tokenizer"] = _with_checksum(ctc_dir, ctc_tokenizer.save(ctc_dir))
+        meta["ctc_tokenizer"] = with_checksum(ctc_dir, ctc_tokenizer.save(ctc_dir))
     (staging / META_FILE).write_text(yaml.safe_dump(meta, sort_keys=False))
     if directory.exists():
         old = directory.with_name(f".{directory.name}.old{os.getpid()}")
@@ -100,13 +82,7 @@ def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") ->
     meta_path, weights_path = directory / META_FILE, directory / WEIGHTS_FILE
     if not meta_path.is_file() or not weights_path.is_file():
         raise CheckpointError(f"{directory}: not a model folder (needs {META_FILE} and {WEIGHTS_FILE})")
-    try:
-        meta = yaml.safe_load(meta_path.read_text())
-        config = from_dict(ModelConfig, meta["model"])
-        _check_tokenizer_file(directory, meta["tokenizer"])
-        tokenizer = load_tokenizer(directory, meta["tokenizer"])
-    except (yaml.YAMLError, UnicodeDecodeError, KeyError, TypeError, ConfigError, TokenizerError) as err:
-        raise CheckpointError(f"{meta_path}: invalid model description ({err})") from None
+    meta, config, tokenizer = read_description(directory)
     weights = weights_path.read_bytes()
     if sha256_of(weights) != meta.get("weights_sha256"):
         raise CheckpointError(f"{weights_path}: checksum mismatch (truncated or modified file)")
@@ -128,37 +104,10 @@ def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") ->
     return model.to(device).eval(), tokenizer, meta
 
 
-def _with_checksum(directory: Path, tokenizer_meta: dict) -> dict:
-    """A tokenizer's description (from Tokenizer.save) with the checksum of the file it names."""
-    return {**tokenizer_meta, "sha256": sha256_of((directory / tokenizer_meta["file"]).read_bytes())}
-
-
-def _check_tokenizer_file(directory: Path, tokenizer_meta: dict) -> None:
-    """Raises CheckpointError unless the tokenizer file lies in `directory` and, where the folder
-    records its checksum (folders written before it did do not), matches it."""
-    name = tokenizer_meta["file"]
-    if not isinstance(name, str) or Path(name).name != name:
-        raise CheckpointError(f"{directory}: tokenizer file {name!r} lies outside the model folder")
-    path = directory / name
-    if "sha256" in tokenizer_meta and (not path.is_file() or sha256_of(path.read_bytes()) != tokenizer_meta["sha256"]):
-        raise CheckpointError(f"{path}: missing, or checksum mismatch (truncated or modified file)")
-
-
 def _base_state(base: str) -> dict[str, torch.Tensor]:
     from asr.importers.whisper import import_whisper  # only models built on Whisper need it
 
     return import_whisper(base)[0].state_dict()
-
-
-def load_ctc_tokenizer(directory: str | Path, meta: dict, tokenizer: Tokenizer) -> Tokenizer:
-    """The CTC head's tokenizer of a model folder: its own if it has one, else the decoder's."""
-    if "ctc_tokenizer" not in meta:
-        return tokenizer
-    try:
-        _check_tokenizer_file(Path(directory) / CTC_TOKENIZER_DIR, meta["ctc_tokenizer"])
-        return load_tokenizer(Path(directory) / CTC_TOKENIZER_DIR, meta["ctc_tokenizer"])
-    except (UnicodeDecodeError, KeyError, TypeError, TokenizerError) as err:
-        raise CheckpointError(f"{directory}: invalid CTC tokenizer ({err})") from None
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:

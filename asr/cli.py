@@ -104,7 +104,8 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from asr.checkpoint import load_ctc_tokenizer, load_model_dir, save_model
+    from asr.checkpoint import load_model_dir, save_model
+    from asr.model_folder import load_ctc_tokenizer
     from asr.decoding.options import DecodingOptions
 
     model, tokenizer, meta = load_model_dir(args.model)

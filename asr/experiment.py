@@ -21,12 +21,13 @@ import yaml
 
 from asr.audio import load_audio
 from asr.checkpoint import (
-    average_state_dicts, list_checkpoints, load_checkpoint, load_ctc_tokenizer, load_model_dir, save_model, write_atomic,
+    average_state_dicts, list_checkpoints, load_checkpoint, load_model_dir, save_model,
 )
 from asr.config import InitConfig, TrainConfig, from_dict
 from asr.features import SpecAugment
 from asr.data.manifest import Utterance
 from asr.errors import AudioError, CheckpointError, ConfigError
+from asr.model_folder import load_ctc_tokenizer, write_atomic
 from asr.features import build_frontend
 from asr.model.asr_model import ASRModel
 from asr.tokenizer import Tokenizer, load_tokenizer, train_tokenizer

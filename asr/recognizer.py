@@ -12,11 +12,12 @@ import numpy as np
 import torch
 
 from asr.audio import load_audio, prepare_waveform
-from asr.checkpoint import load_ctc_tokenizer, load_model_dir
+from asr.checkpoint import load_model_dir
 from asr.decoding.decode import decode
 from asr.decoding.options import DecodingOptions
 from asr.decoding.result import Result
 from asr.errors import CheckpointError, ConfigError
+from asr.model_folder import load_ctc_tokenizer
 from asr.model.asr_model import ASRModel
 from asr.model.quantize import QUANTIZE_MODES
 from asr.model.quantize import quantize as quantize_model

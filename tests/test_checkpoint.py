@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from asr.checkpoint import WEIGHTS_FILE, load_checkpoint, load_model_dir, save_checkpoint, save_model
+from asr.checkpoint import load_checkpoint, load_model_dir, save_checkpoint, save_model
+from asr.model_folder import WEIGHTS_FILE
 from asr.errors import CheckpointError
 
 

@@ -23,9 +23,9 @@ import yaml
 
 import asr
 from asr.checkpoint import (
-    META_FILE, WEIGHTS_FILE, list_checkpoints, load_checkpoint, load_latest_checkpoint, load_model_dir,
-    save_checkpoint, save_model,
+    list_checkpoints, load_checkpoint, load_latest_checkpoint, load_model_dir, save_checkpoint, save_model,
 )
+from asr.model_folder import META_FILE, WEIGHTS_FILE
 from asr.cli import main as cli_main
 from asr.config import to_dict
 from asr.data.dataset import BucketBatchSampler

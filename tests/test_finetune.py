@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from asr.checkpoint import load_ctc_tokenizer, load_model_dir
+from asr.checkpoint import load_model_dir
+from asr.model_folder import load_ctc_tokenizer
 from asr.importers.whisper import CTC_SYMBOLS, import_whisper
 from asr.train import Trainer
 from tests.conftest import REPO, tiny_train_config

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from asr.checkpoint import WEIGHTS_FILE, load_ctc_tokenizer, load_model_dir, save_model
+from asr.checkpoint import load_model_dir, save_model
+from asr.model_folder import WEIGHTS_FILE, load_ctc_tokenizer
 from asr.decoding.ctc import ctc_prefix_beam_search, sequence_log_likelihoods
 from asr.decoding.hypothesis import Hypothesis
 from asr.decoding.rescore import cross_vocabulary_rescore

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from asr.checkpoint import write_atomic
 from asr.errors import ConfigError
 from asr.model.asr_model import ASRModel
+from asr.model_folder import write_atomic
 from asr.runtime.onnx_model import DECODER_FILE, ENCODER_FILE, FRONTEND_FILE, INT8_SUFFIX
 
 OPSET = 17

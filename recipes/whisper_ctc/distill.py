@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from asr.audio import load_audio
 from asr.checkpoint import list_checkpoints, load_latest_checkpoint, load_model_dir, save_checkpoint, save_model
-from asr.checkpoint import load_ctc_tokenizer
+from asr.model_folder import load_ctc_tokenizer
 from asr.config import AugmentConfig
 from asr.data.augment import build_augmenter
 from asr.data.manifest import read_manifest

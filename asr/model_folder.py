@@ -1,0 +1,77 @@
+"""A model folder's files and description, read without torch: what both runtimes load from.
+
+A folder holds model.yaml (config, tokenizer description, checksums, recommended decoding), the
+tokenizer files, a CTC tokenizer in ctc/ when the CTC head has its own vocabulary, the weights
+(model.safetensors, read by asr.checkpoint with torch) and, when exported, the ONNX graphs
+(asr.runtime).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import yaml
+
+from asr.config import ModelConfig, from_dict
+from asr.errors import CheckpointError, ConfigError, TokenizerError
+from asr.tokenizer import Tokenizer, load_tokenizer
+
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "model.yaml"
+FORMAT_VERSION = 1
+CTC_TOKENIZER_DIR = "ctc"
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def read_description(directory: Path) -> tuple[dict, ModelConfig, Tokenizer]:
+    """model.yaml's contents, the model config and the decoder's tokenizer."""
+    meta_path = directory / META_FILE
+    try:
+        meta = yaml.safe_load(meta_path.read_text())
+        config = from_dict(ModelConfig, meta["model"])
+        check_tokenizer_file(directory, meta["tokenizer"])
+        tokenizer = load_tokenizer(directory, meta["tokenizer"])
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, KeyError, TypeError, ConfigError, TokenizerError) as err:
+        raise CheckpointError(f"{meta_path}: invalid model description ({err})") from None
+    return meta, config, tokenizer
+
+
+def with_checksum(directory: Path, tokenizer_meta: dict) -> dict:
+    """A tokenizer's description (from Tokenizer.save) with the checksum of the file it names."""
+    return {**tokenizer_meta, "sha256": sha256_of((directory / tokenizer_meta["file"]).read_bytes())}
+
+
+def check_tokenizer_file(directory: Path, tokenizer_meta: dict) -> None:
+    """Raises CheckpointError unless the tokenizer file lies in `directory` and, where the folder
+    records its checksum (folders written before it did do not), matches it."""
+    name = tokenizer_meta["file"]
+    if not isinstance(name, str) or Path(name).name != name:
+        raise CheckpointError(f"{directory}: tokenizer file {name!r} lies outside the model folder")
+    path = directory / name
+    if "sha256" in tokenizer_meta and (not path.is_file() or sha256_of(path.read_bytes()) != tokenizer_meta["sha256"]):
+        raise CheckpointError(f"{path}: missing, or checksum mismatch (truncated or modified file)")
+
+
+def load_ctc_tokenizer(directory: str | Path, meta: dict, tokenizer: Tokenizer) -> Tokenizer:
+    """The CTC head's tokenizer of a model folder: its own if it has one, else the decoder's."""
+    if "ctc_tokenizer" not in meta:
+        return tokenizer
+    try:
+        check_tokenizer_file(Path(directory) / CTC_TOKENIZER_DIR, meta["ctc_tokenizer"])
+        return load_tokenizer(Path(directory) / CTC_TOKENIZER_DIR, meta["ctc_tokenizer"])
+    except (UnicodeDecodeError, KeyError, TypeError, TokenizerError) as err:
+        raise CheckpointError(f"{directory}: invalid CTC tokenizer ({err})") from None
