@@ -30,11 +30,11 @@ from typing import Optional, Union
 import numpy as np
 
 from asr.audio import prepare_waveform
-from asr.decoding.options import DecodingOptions
+from asr.decoding.options import DecodingOptions, with_overrides
 from asr.decoding.result import Result, Word
 from asr.errors import ConfigError
 from asr.model.quantize import QUANTIZE_MODES
-from asr.recognizer import Recognizer, with_overrides
+from asr.recognizer import Recognizer
 from asr.stream import AudioWindow, Resampler
 from asr.vad import Span, VadConfig, VoiceActivityDetector
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import threading
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -14,7 +13,7 @@ import torch
 from asr.audio import load_audio, prepare_waveform
 from asr.checkpoint import load_model_dir
 from asr.decoding.decode import decode
-from asr.decoding.options import DecodingOptions
+from asr.decoding.options import DecodingOptions, with_overrides
 from asr.decoding.result import Result
 from asr.errors import CheckpointError, ConfigError
 from asr.model_folder import load_ctc_tokenizer
@@ -111,15 +110,6 @@ class Recognizer:
         frontend = self.model.config.frontend
         shortest = (self.model.encoder.subsampling.min_input_frames() - 1) * frontend.hop_length + frontend.win_length
         return np.pad(samples, (0, max(0, shortest - len(samples))))
-
-
-def with_overrides(options: DecodingOptions, overrides: dict) -> DecodingOptions:
-    """`options` with the fields named in `overrides` replaced; ConfigError for an unknown name."""
-    known = {f.name for f in dataclasses.fields(DecodingOptions)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ConfigError(f"unknown decoding options {unknown}; known: {sorted(known)}")
-    return dataclasses.replace(options, **overrides)
 
 
 def load_model(name_or_path: Union[str, Path] = DEFAULT_MODEL, device: Union[str, torch.device] = "cpu",

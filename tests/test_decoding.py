@@ -16,7 +16,7 @@ import asr
 from asr.audio import load_audio
 from asr.cli import main as cli_main
 from asr.decoding.align import BLANK_POSITION, forced_align
-from asr.decoding.beam_search import never_emitted
+from asr.decoding.vocabulary import never_emitted
 from asr.decoding.ctc import ctc_prefix_beam_search
 from asr.decoding.decode import decode
 from asr.decoding.hypothesis import Hypothesis

@@ -10,7 +10,7 @@ import torch
 
 import asr
 from asr.audio import load_audio
-from asr.errors import CheckpointError
+from asr.errors import AudioError, CheckpointError, ConfigError
 from asr.runtime.onnx_model import OnnxModel
 from asr.text import normalize
 from tests.conftest import REPO
@@ -22,12 +22,13 @@ FRAMES = 3000
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from asr.runtime.export import export_onnx
+    """The default model and a copy of its folder with the ONNX graphs, written by `asr export --onnx`."""
+    from asr.cli import main
 
-    recognizer = asr.load_model()
-    folder = tmp_path_factory.mktemp("onnx")
-    export_onnx(recognizer.model, folder, FRAMES)
-    return recognizer, folder
+    folder = tmp_path_factory.mktemp("onnx") / "model"
+    assert main(["export", str(REPO / "asr" / "models" / "whisper-tiny-ctc"), str(folder), "--base", "tiny.en",
+                 "--half", "--onnx"]) == 0
+    return asr.load_model(), folder
 
 
 @pytest.fixture(scope="module")
@@ -170,16 +171,73 @@ def test_the_onnx_runtime_imports_no_torch():
     assert out.stdout.strip() == "[]"
 
 
-def test_asr_export_onnx_writes_graphs_that_load_and_refuses_a_model_without_a_fixed_input(
-        exported, tiny_model_dir, tmp_path, capsys):
+def test_asr_export_onnx_refuses_a_model_without_a_fixed_input_and_writes_nothing(tiny_model_dir, tmp_path, capsys):
     from asr.cli import main
 
-    folder = REPO / "asr" / "models" / "whisper-tiny-ctc"
-    assert main(["export", str(folder), str(tmp_path / "out"), "--base", "tiny.en", "--half", "--onnx"]) == 0
-    model = OnnxModel(tmp_path / "out", "int8", threads=1)
-    assert model.frames == FRAMES
-    assert asr.load_model(tmp_path / "out").transcribe(CLIPS[0]).text  # still a model folder for PyTorch
-    capsys.readouterr()
     assert main(["export", str(tiny_model_dir), str(tmp_path / "tiny"), "--onnx"]) == 1
     assert "fixed-length input" in capsys.readouterr().err
     assert not (tmp_path / "tiny").exists()
+
+
+# --- transcription ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def onnx_recognizers(exported):
+    from asr.runtime.recognizer import OnnxRecognizer
+
+    return {precision: OnnxRecognizer(exported[1], precision, threads=1) for precision in ("fp32", "int8")}
+
+
+NOISY = sorted((REPO / "audio_samples" / "noisy").glob("*.flac"))
+
+
+def test_fp32_transcripts_words_and_gate_equal_the_pytorch_recognizers(exported, onnx_recognizers):
+    """The default decoding (beam 5, 30 s window, length-normalised, no-speech gate, CTC time stamps)
+    on ONNX Runtime gives the PyTorch recognizer's results on every clean and noisy sample."""
+    recognizer, onnx = exported[0], onnx_recognizers["fp32"]
+    assert onnx.default_options == recognizer.default_options
+    for clip in CLIPS + NOISY:
+        expected, got = recognizer.transcribe(clip), onnx.transcribe(clip)
+        assert got.text == expected.text, clip.name
+        assert got.tokens == expected.tokens
+        assert got.speech_prob == pytest.approx(expected.speech_prob, abs=1e-3)
+        assert [w.word for w in got.words] == [w.word for w in expected.words]
+        for a, b in zip(got.words, expected.words):
+            assert a.start == pytest.approx(b.start, abs=0.021) and a.end == pytest.approx(b.end, abs=0.021)
+        assert got.score == pytest.approx(expected.score, abs=1e-2)
+
+
+def test_silence_stays_under_the_gate_and_a_prefix_is_continued(exported, onnx_recognizers):
+    recognizer, onnx = exported[0], onnx_recognizers["fp32"]
+    silence = np.zeros(16000, np.float32)
+    assert onnx.transcribe(silence).text == recognizer.transcribe(silence).text == ""
+    prefix = tuple(recognizer.tokenizer.encode(" Chapter"))
+    got = onnx.transcribe(CLIPS[0], prefix=prefix)
+    assert got.tokens[: len(prefix)] == list(prefix)
+    assert got.text == recognizer.transcribe(CLIPS[0], prefix=prefix).text
+
+
+def test_int8_transcribes_the_samples_within_a_few_words_of_fp32(exported, onnx_recognizers):
+    expected = [onnx_recognizers["fp32"].transcribe(clip).text for clip in CLIPS]
+    got = [onnx_recognizers["int8"].transcribe(clip).text for clip in CLIPS]
+    errors = jiwer.process_words([normalize(t) for t in expected], [normalize(t) for t in got])
+    assert errors.substitutions + errors.deletions + errors.insertions <= 3
+
+
+def test_what_the_onnx_path_cannot_do_is_named(onnx_recognizers):
+    onnx = onnx_recognizers["fp32"]
+    with pytest.raises(ConfigError, match="mode 'attention' only"):
+        onnx.transcribe(CLIPS[0], mode="ctc_greedy")
+    with pytest.raises(ConfigError, match="no temperature fallback"):
+        onnx.transcribe(CLIPS[0], temperatures=(0.0, 0.2))
+    with pytest.raises(AudioError, match="longer than the model's 30 s window"):
+        onnx.transcribe(np.zeros(31 * 16000, np.float32))
+
+
+def test_the_onnx_recognizer_transcribes_without_importing_torch(exported):
+    code = (f"import sys; from asr.runtime.recognizer import OnnxRecognizer; "
+            f"print(OnnxRecognizer({str(exported[1])!r}, 'int8', 1).transcribe({str(CLIPS[0])!r}).text); "
+            "print(sorted(m for m in ('torch', 'torchaudio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    text, modules = out.stdout.strip().splitlines()
+    assert text.strip() and modules == "[]"

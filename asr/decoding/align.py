@@ -11,6 +11,7 @@ import numpy as np
 from asr.decoding.result import Word
 
 if TYPE_CHECKING:
+    from asr.config import FrontendConfig
     from asr.model.asr_model import ASRModel
     from asr.tokenizer import Tokenizer
 
@@ -86,12 +87,16 @@ class FrameTiming:
 
     @classmethod
     def of(cls, model: ASRModel) -> "FrameTiming":
-        frontend, subsampling = model.config.frontend, model.encoder.subsampling
+        subsampling = model.encoder.subsampling
+        return cls.for_frontend(model.config.frontend, subsampling.rate, subsampling.min_input_frames())
+
+    @classmethod
+    def for_frontend(cls, frontend: "FrontendConfig", rate: int, span: int) -> "FrameTiming":
+        """For a subsampler that builds each encoder frame from `span` feature frames, `rate` apart."""
         hop = frontend.hop_length / frontend.sample_rate
         # Whisper's feature frames are centred on i * hop; ours start there.
         first_feature = 0.0 if frontend.kind == "whisper" else frontend.win_length / 2 / frontend.sample_rate
-        centre_feature = (subsampling.min_input_frames() - 1) / 2
-        return cls(shift=subsampling.rate * hop, offset=first_feature + centre_feature * hop)
+        return cls(shift=rate * hop, offset=first_feature + (span - 1) / 2 * hop)
 
     def span(self, first: int, last: int, duration: float) -> tuple[float, float]:
         """Seconds (start, end) covered by frames first ... last, clipped to [0, duration]."""

@@ -24,7 +24,7 @@ from torch import Tensor
 from asr.decoding.hypothesis import Hypothesis, combine_scores
 from asr.decoding.prefix_score import CTCPrefixScorer
 from asr.decoding.teacher_forcing import max_tokens
-from asr.config import ModelConfig
+from asr.decoding.vocabulary import never_emitted
 from asr.errors import ConfigError
 from asr.model.asr_model import ASRModel
 from asr.model.decoder import DecoderCache
@@ -57,21 +57,6 @@ class _Step:
         ctc = None if self.ctc is None else float(self.ctc[c.row, c.column])
         attention = float(self.attention[c.row, c.column]) if ends else None
         return Hypothesis(tuple(seq), c.score, ctc, attention)
-
-
-def never_emitted(config: ModelConfig) -> list[int]:
-    """Decoder tokens that are never outputs: <sos>, and ids after <eos> (special tokens, as in
-    Whisper's vocabulary), the model's suppressed tokens, and the CTC blank when CTC and decoder
-    share one vocabulary."""
-    never = {config.sos_id, *range(config.eos_id + 1, config.vocab_size), *config.suppress_ids} - {config.eos_id}
-    if ctc_shares_vocabulary(config):
-        never.add(config.blank_id)
-    return sorted(never)
-
-
-def ctc_shares_vocabulary(config: ModelConfig) -> bool:
-    """Whether CTC labels are decoder tokens (not so for a character CTC head on a BPE decoder)."""
-    return config.ctc_vocab_size in (0, config.vocab_size)
 
 
 @torch.no_grad()

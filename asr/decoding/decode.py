@@ -12,7 +12,8 @@ import torch
 from torch import Tensor
 
 from asr.decoding.align import FrameTiming, time_stamps
-from asr.decoding.beam_search import beam_search, ctc_shares_vocabulary
+from asr.decoding.beam_search import beam_search
+from asr.decoding.vocabulary import ctc_shares_vocabulary
 from asr.decoding.ctc import best_path_scores, ctc_greedy_search, ctc_prefix_beam_search
 from asr.decoding.hypothesis import Hypothesis
 from asr.decoding.no_speech import NO_SPEECH_WINDOW_SECONDS, densest_stretch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -90,3 +91,12 @@ class DecodingOptions:
             raise ConfigError(f"a forced prefix needs mode 'attention', not {self.mode!r}")
         if not 0.0 <= self.no_speech_threshold <= 1.0:
             raise ConfigError(f"no_speech_threshold must lie in [0, 1], got {self.no_speech_threshold}")
+
+
+def with_overrides(options: DecodingOptions, overrides: dict) -> DecodingOptions:
+    """`options` with the fields named in `overrides` replaced; ConfigError for an unknown name."""
+    known = {f.name for f in dataclasses.fields(DecodingOptions)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"unknown decoding options {unknown}; known: {sorted(known)}")
+    return dataclasses.replace(options, **overrides)

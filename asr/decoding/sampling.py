@@ -17,7 +17,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import Tensor
 
-from asr.decoding.beam_search import never_emitted
+from asr.decoding.vocabulary import never_emitted
 from asr.decoding.hypothesis import Hypothesis
 from asr.decoding.teacher_forcing import max_tokens
 from asr.model.asr_model import ASRModel

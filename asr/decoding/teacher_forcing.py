@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from asr.decoding.vocabulary import token_room
 from asr.model.asr_model import ASRModel
 from asr.model.encoder import lengths_to_mask
 
@@ -20,7 +21,7 @@ class TeacherForced:
 
 def max_tokens(model: ASRModel) -> int:
     """The longest token sequence the decoder's position table leaves room for after <sos> and the prompt."""
-    return model.decoder.config.max_length - 1 - len(model.config.decoder_prompt)
+    return token_room(model.config)
 
 
 @torch.no_grad()

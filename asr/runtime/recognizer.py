@@ -1,0 +1,124 @@
+"""Transcription on ONNX Runtime: a model folder with exported graphs, decoded as `asr.Recognizer`
+decodes it in "attention" mode, without importing torch."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from asr.audio import load_audio, prepare_waveform
+from asr.decoding.align import FrameTiming, time_stamps
+from asr.decoding.hypothesis import Hypothesis
+from asr.decoding.no_speech import NO_SPEECH_WINDOW_SECONDS, densest_stretch
+from asr.decoding.options import DecodingOptions, with_overrides
+from asr.decoding.result import Result, Timings
+from asr.errors import AudioError, CheckpointError, ConfigError
+from asr.model_folder import load_ctc_tokenizer, read_description
+from asr.runtime.onnx_model import OnnxModel
+from asr.runtime.search import beam_search
+
+Audio = Union[str, Path, np.ndarray]
+SUBSAMPLING_RATE = 2  # Whisper's stem (conv1d2), the one the export takes: an encoder frame per 2 features
+
+
+class OnnxRecognizer:
+    """The ONNX Runtime twin of `asr.Recognizer` for a model folder that `asr export --onnx` wrote."""
+
+    def __init__(self, folder: str | Path, precision: str = "fp32", threads: int = 0):
+        folder = Path(folder)
+        self.meta, self.config, self.tokenizer = read_description(folder)
+        self.ctc_tokenizer = load_ctc_tokenizer(folder, self.meta, self.tokenizer)
+        if self.config.encoder.subsampling != "conv1d2":
+            raise CheckpointError(f"{folder}: ONNX graphs are made for Whisper's models only")
+        self.model = OnnxModel(folder, precision, threads)
+        self.precision = precision
+        try:
+            self.default_options = DecodingOptions(**self.meta.get("decoding", {}))
+        except TypeError as err:
+            raise CheckpointError(f"invalid decoding settings in the model description: {err}") from None
+        self.timing = FrameTiming.for_frontend(self.config.frontend, SUBSAMPLING_RATE, 1)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.frontend.sample_rate
+
+    def transcribe(self, audio: Audio, options: Optional[DecodingOptions] = None, **overrides) -> Result:
+        """Decodes one recording of at most the graph's input (30 s); `overrides` replace fields of `options`."""
+        options = with_overrides(options or self.default_options, overrides)
+        self._check(options)
+        samples = self._load(audio)
+        frontend = self.model.frontend
+        features = frontend.num_frames(len(samples))
+        if features > self.model.frames:
+            raise AudioError(str(audio) if isinstance(audio, (str, Path)) else "<array>",
+                             f"{len(samples) / self.sample_rate:.1f} s is longer than the model's "
+                             f"{self.model.frames * frontend.hop_length / self.sample_rate:.0f} s window: "
+                             "use asr.transcribe_long, which cuts recordings at pauses")
+        began = time.perf_counter()
+        encoded = self.model.encode(frontend.log_mel(samples, self.model.frames)[None])
+        frames = min(encoded.hidden.shape[1], (features - 1) // SUBSAMPLING_RATE + 1)  # those that hold audio
+        log_probs = encoded.ctc_log_probs[0, :frames]
+        blank = self.config.blank_id
+        window = max(1, round(NO_SPEECH_WINDOW_SECONDS / self.timing.shift))
+        speech_prob = float(densest_stretch((1 - np.exp(log_probs[:, blank]))[None], np.array([frames]), window)[0])
+        searched_from = time.perf_counter()
+
+        if speech_prob >= options.no_speech_threshold or options.prefix:
+            best = self._search(encoded.cross_kv, len(samples) / self.sample_rate, options)
+        else:  # under the no-speech gate: nothing, without a search
+            silent = float(log_probs[:, blank].sum())
+            best = Hypothesis((), silent, ctc_score=silent)
+        searched = time.perf_counter()
+
+        text = self.tokenizer.decode(best.tokens)
+        shared = self.ctc_tokenizer is self.tokenizer
+        labels = list(best.tokens) if shared else self.ctc_tokenizer.encode(text)
+        duration = len(samples) / self.sample_rate
+        token_times, words, alignment = time_stamps(log_probs, labels, self.ctc_tokenizer, self.timing, duration, blank)
+        aligned = time.perf_counter()
+        return Result(text=text, tokens=list(best.tokens), pieces=[self.tokenizer.piece(t) for t in best.tokens],
+                      score=best.score, token_times=token_times, words=words, alignment=alignment,
+                      frame_timing=self.timing, duration=duration, speech_prob=speech_prob,
+                      timings=Timings(searched_from - began, searched - searched_from, aligned - searched, 0.0))
+
+    def transcribe_batch(self, audios: Sequence[Audio], options: Optional[DecodingOptions] = None,
+                         **overrides) -> list[Result]:
+        """One at a time: on a CPU, batching fixed 30 s windows decodes no faster (benchmarks/runs/server-batching)."""
+        return [self.transcribe(audio, options, **overrides) for audio in audios]
+
+    def _search(self, cross_kv: np.ndarray, seconds: float, options: DecodingOptions) -> Hypothesis:
+        beam = options.beam_size
+        rows = np.repeat(cross_kv, beam, axis=1)
+
+        def step(tokens: np.ndarray, self_kv: np.ndarray):
+            return self.model.step(tokens, self_kv, rows[:, : len(tokens)])
+
+        max_length = max(1, int(options.max_length_ratio * cross_kv.shape[3]))
+        if options.max_tokens_per_second:
+            max_length = min(max_length, math.ceil(options.max_tokens_per_second * max(1.0, seconds)))
+        hyps = beam_search(step, self.model.empty_cache(1, cross_kv), self.config, beam, max_length,
+                           options.length_penalty, options.length_norm, options.prefix)
+        best = hyps[0]
+        return Hypothesis(tuple(options.prefix) + best.tokens, best.score, best.ctc_score, best.attention_score)
+
+    def _check(self, options: DecodingOptions) -> None:
+        if options.mode != "attention":
+            raise ConfigError(f"the ONNX Runtime path decodes in mode 'attention' only, not {options.mode!r}")
+        if len(options.temperatures) > 1 or options.return_attention:
+            raise ConfigError("the ONNX Runtime path has no temperature fallback and returns no attention weights: "
+                              "use the PyTorch recognizer (asr.load_model) for them")
+        if options.pad_to_frames != self.model.frames:
+            raise ConfigError(f"the exported encoder reads {self.model.frames} frames, not pad_to_frames="
+                              f"{options.pad_to_frames}")
+
+    def _load(self, audio: Audio) -> np.ndarray:
+        if isinstance(audio, (str, Path)):
+            samples = load_audio(audio, self.sample_rate)
+        else:
+            samples = prepare_waveform(audio, self.sample_rate, self.sample_rate)
+        # Clips shorter than a feature frame are padded with silence, as the PyTorch recognizer pads them.
+        return np.pad(samples, (0, max(0, self.config.frontend.win_length - len(samples))))
