@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import yaml
 
-from asr.environment import check_compiled_dependencies
+from asr.environment import COMPILED_DEPENDENCIES, ONNX_DEPENDENCIES, check_compiled_dependencies
 from asr.errors import AsrError, ConfigError
 
 if TYPE_CHECKING:  # torch-free at start-up: the real import is inside the commands
@@ -185,8 +185,11 @@ def add_transcribe(sub: argparse._SubParsersAction) -> None:
     decoding.add_argument("--no-speech-threshold", type=float, metavar="P",
                           help="segments whose mean speech probability (CTC non-blank) is below P decode to "
                                "nothing (0 to 1; default: the model's)")
-    decoding.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    decoding.add_argument("--threads", type=int, help="CPU threads (default: the runtime's)")
     _add_quantize_argument(decoding)
+    decoding.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                          help="onnx: ONNX Runtime, without importing torch (attention decoding only; a bundled "
+                               "model's graphs are built once, with torch, into ~/.cache/asr); default torch")
     output = p.add_argument_group("output")
     output.add_argument("--format", "-f", choices=(*FORMATS, "all"), metavar="FORMAT",
                         help=f"txt (default), json (with word time stamps), jsonl (one line per input), srt, vtt, "
@@ -222,7 +225,7 @@ def run_transcribe(args: argparse.Namespace) -> int:
 
     from asr.formats import PER_INPUT_FORMATS, SubtitleOptions
     from asr.longform import LongformConfig
-    from asr.recognizer import DEFAULT_MODEL, load_model
+    from asr.model_folder import DEFAULT_MODEL
     from asr.transcribe import OutputConfig, check_outputs, find_inputs, resolve_device, transcribe_inputs
     from asr.vad import VadConfig, silero_model
 
@@ -251,12 +254,27 @@ def run_transcribe(args: argparse.Namespace) -> int:
     for err in empty_folders:
         report(err)
     check_outputs(output, inputs)  # before the model loads: a mistake costs nothing
-    _set_threads(args.threads)
     silero_model()  # a voice activity detector that cannot load is named before the recognizer loads
-    recognizer = load_model(model, resolve_device(args.device), quantize=args.quantize)
+    if args.runtime == "onnx":
+        recognizer = _load_onnx(args, model)
+    else:
+        from asr.recognizer import load_model
+
+        _set_threads(args.threads)
+        recognizer = load_model(model, resolve_device(args.device), quantize=args.quantize)
     failed = transcribe_inputs(recognizer, inputs, output, None, longform, progress=not args.quiet,
                                on_error=report, **overrides)
     return 1 if failed or empty_folders else 0
+
+
+def _load_onnx(args: argparse.Namespace, model: str):
+    from asr.runtime.recognizer import load_onnx
+
+    if args.device != "cpu":
+        raise ConfigError("--runtime onnx runs on the CPU: leave out --device")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+    return load_onnx(model, args.quantize or "fp32", args.threads or 0)
 
 
 def _run_live(args: argparse.Namespace, model: str, fmt: str, vad: "VadConfig", overrides: dict,
@@ -274,6 +292,8 @@ def _run_live(args: argparse.Namespace, model: str, fmt: str, vad: "VadConfig", 
         raise ConfigError("--stream prints to standard output: leave out --output-dir and --output")
     if fmt not in LIVE_FORMATS:
         raise ConfigError(f"--stream prints {' or '.join(LIVE_FORMATS)}, not {fmt}")
+    if args.runtime != "torch":
+        raise ConfigError("--stream runs on --runtime torch only, for now")
     _set_threads(args.threads)
     silero_model()
     recognizer = load_model(model, resolve_device(args.device), quantize=args.quantize)
@@ -308,7 +328,7 @@ def _add_decoding_arguments(p: argparse._ActionsContainer) -> None:
 
 
 def _add_quantize_argument(p: argparse._ActionsContainer) -> None:
-    from asr.model.quantize import QUANTIZE_MODES
+    from asr.config import QUANTIZE_MODES
 
     p.add_argument("--quantize", choices=QUANTIZE_MODES,
                    help="int8: quantise the model's Linear layers for faster CPU decoding, at a small cost in "
@@ -534,12 +554,13 @@ def one_line(err: Exception) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:  # before the parser, whose subcommands import torch for their defaults
-        check_compiled_dependencies()
+    args = build_parser().parse_args(argv)  # help and usage need no compiled library, and load none
+    try:  # before the command touches them; the ONNX Runtime path never loads torch
+        check_compiled_dependencies(ONNX_DEPENDENCIES if getattr(args, "runtime", None) == "onnx"
+                                    else COMPILED_DEPENDENCIES)
     except AsrError as err:
         print(f"asr: error: {one_line(err)}", file=sys.stderr)
         return 1
-    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:

@@ -15,6 +15,10 @@ from asr.errors import ConfigError
 T = TypeVar("T")
 
 
+# How a model's matrix products may be quantised for CPU inference (asr.model.quantize, asr.runtime).
+QUANTIZE_MODES = ("int8",)
+
+
 @dataclass
 class FrontendConfig:
     # fbank: natural-log mels of uncentred frames (ESPnet/WeNet-like), normalised by global CMVN.

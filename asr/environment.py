@@ -15,6 +15,7 @@ from asr.errors import AsrError
 
 # Imported in this order: torchaudio's extension can only load once torch's has.
 COMPILED_DEPENDENCIES = ("numpy", "torch", "torchaudio", "soundfile")
+ONNX_DEPENDENCIES = ("numpy", "onnxruntime", "soundfile")  # `asr transcribe --runtime onnx`
 
 
 class BrokenEnvironmentError(AsrError):

@@ -25,7 +25,7 @@ import dataclasses
 import re
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 
@@ -33,10 +33,12 @@ from asr.audio import prepare_waveform
 from asr.decoding.options import DecodingOptions, with_overrides
 from asr.decoding.result import Result, Word
 from asr.errors import ConfigError
-from asr.model.quantize import QUANTIZE_MODES
-from asr.recognizer import Recognizer
+from asr.config import QUANTIZE_MODES
 from asr.stream import AudioWindow, Resampler
 from asr.vad import Span, VadConfig, VoiceActivityDetector
+
+if TYPE_CHECKING:
+    from asr.recognizer import Recognizer
 
 # Held audio before the detector's settled point is dropped in steps of this much, not at every chunk.
 FORGET_STEP_SECONDS = 1.0

@@ -12,16 +12,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 import numpy as np
 
 from asr.decoding.options import DecodingOptions
 from asr.decoding.result import Word
 from asr.errors import ConfigError
-from asr.recognizer import Recognizer
 from asr.stream import AudioWindow, read_blocks
 from asr.vad import Span, VadConfig, VoiceActivityDetector
+
+if TYPE_CHECKING:
+    from asr.recognizer import Recognizer
+    from asr.runtime.recognizer import OnnxRecognizer
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class Transcript:
 
 
 def transcribe_long(
-    recognizer: Recognizer,
+    recognizer: Union["Recognizer", "OnnxRecognizer"],
     source: Union[str, Path],
     options: Optional[DecodingOptions] = None,
     config: LongformConfig = LongformConfig(),

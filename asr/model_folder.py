@@ -22,6 +22,9 @@ WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.yaml"
 FORMAT_VERSION = 1
 CTC_TOKENIZER_DIR = "ctc"
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+BUNDLED_MODELS = {path.name: path for path in sorted(MODELS_DIR.glob("*")) if (path / META_FILE).is_file()}
+DEFAULT_MODEL = "whisper-tiny-ctc"
 
 
 def sha256_of(data: bytes) -> str:
@@ -35,6 +38,15 @@ def write_atomic(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
+
+
+def resolve_model(name_or_path: str | Path) -> Path:
+    """The folder of a bundled model name, or the model folder given; CheckpointError if neither."""
+    path = BUNDLED_MODELS.get(str(name_or_path), Path(name_or_path))
+    if not path.exists():
+        names = ", ".join(sorted(BUNDLED_MODELS))
+        raise CheckpointError(f"unknown model {str(name_or_path)!r}: neither a model folder nor a bundled model ({names})")
+    return path
 
 
 def read_description(directory: Path) -> tuple[dict, ModelConfig, Tokenizer]:

@@ -16,16 +16,13 @@ from asr.decoding.decode import decode
 from asr.decoding.options import DecodingOptions, with_overrides
 from asr.decoding.result import Result
 from asr.errors import CheckpointError, ConfigError
-from asr.model_folder import load_ctc_tokenizer
+from asr.model_folder import DEFAULT_MODEL, load_ctc_tokenizer, resolve_model
 from asr.model.asr_model import ASRModel
-from asr.model.quantize import QUANTIZE_MODES
+from asr.config import QUANTIZE_MODES
 from asr.model.quantize import quantize as quantize_model
 from asr.tokenizer import Tokenizer
 
 # Models that ship inside the package, by name.
-MODELS_DIR = Path(__file__).resolve().parent / "models"
-BUNDLED_MODELS = {path.name: path for path in sorted(MODELS_DIR.glob("*")) if (path / "model.yaml").is_file()}
-DEFAULT_MODEL = "whisper-tiny-ctc"
 
 # A path to any audio file soundfile reads, or samples (1-D, or frames x channels) at the model's rate.
 Audio = Union[str, Path, np.ndarray, torch.Tensor]
@@ -117,10 +114,7 @@ def load_model(name_or_path: Union[str, Path] = DEFAULT_MODEL, device: Union[str
     """A Recognizer for a bundled model name (see `BUNDLED_MODELS`) or a model folder (as written
     by `asr train` or `asr average`). `quantize="int8"` quantises its Linear layers for faster
     CPU inference (asr.model.quantize), at a small cost in accuracy."""
-    path = BUNDLED_MODELS.get(str(name_or_path), Path(name_or_path))
-    if not path.exists():
-        names = ", ".join(sorted(BUNDLED_MODELS))
-        raise CheckpointError(f"unknown model {str(name_or_path)!r}: neither a model folder nor a bundled model ({names})")
+    path = resolve_model(name_or_path)
     if quantize is not None and quantize not in QUANTIZE_MODES:  # before the costly load
         raise ConfigError(f"unknown quantisation {quantize!r}; choose from {', '.join(QUANTIZE_MODES)}")
     model, tokenizer, meta = load_model_dir(path, device)

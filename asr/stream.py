@@ -20,8 +20,6 @@ from typing import Iterator, Optional, Union
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio.functional as AF
 
 from asr.audio import SAMPLE_RATE, check_file, check_not_cut_short, error_reason, prepare_waveform, resampling_ratio
 from asr.errors import AudioError
@@ -203,6 +201,9 @@ class Resampler:
         return self._resample(self.pending)[start : start + total - self.emitted]
 
     def _resample(self, samples: np.ndarray) -> np.ndarray:
+        import torch  # here: audio at the model's rate needs no torch
+        import torchaudio.functional as AF
+
         resampled = AF.resample(torch.from_numpy(np.ascontiguousarray(samples)), self.orig_rate, self.new_rate)
         return np.ascontiguousarray(resampled.numpy(), dtype=np.float32)
 

@@ -15,17 +15,21 @@ import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence, TextIO
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, TextIO, Union
 
-import torch
 from tqdm import tqdm
 
 from asr.decoding.options import DecodingOptions
 from asr.errors import AudioError, ConfigError
 from asr.formats import PER_INPUT_FORMATS, AtomicFile, SubtitleOptions, render, write_atomic
 from asr.longform import LongformConfig, Transcript, transcribe_long
-from asr.recognizer import Recognizer
 from asr.stream import STDIN, audio_extensions, probe_duration
+
+if TYPE_CHECKING:
+    import torch
+
+    from asr.recognizer import Recognizer
+    from asr.runtime.recognizer import OnnxRecognizer
 
 # A progress bar is worth drawing for this many inputs, or for this many seconds of audio.
 PROGRESS_MIN_INPUTS = 2
@@ -100,8 +104,10 @@ def check_outputs(output: OutputConfig, inputs: Sequence[Input]) -> None:
         owners[item.name] = item.source
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str) -> "torch.device":
     """The torch device called `name`, or ConfigError if this machine has none such."""
+    import torch  # here: the ONNX Runtime path transcribes without torch
+
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -114,7 +120,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def transcribe_inputs(
-    recognizer: Recognizer,
+    recognizer: Union["Recognizer", "OnnxRecognizer"],
     inputs: Sequence[Input],
     output: OutputConfig,
     options: Optional[DecodingOptions] = None,

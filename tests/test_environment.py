@@ -31,7 +31,7 @@ def test_a_torchaudio_that_does_not_load_is_named_with_its_fix(tmp_path):
     assert result.stdout == ""
 
 
-def test_a_subcommand_s_help_names_the_broken_package_too(tmp_path):
+def test_help_loads_no_compiled_library_so_it_works_even_then(tmp_path):
+    """Help is there to be read when something is broken; it loads neither torch nor torchaudio."""
     result = run_with_broken_torchaudio(tmp_path, "train", "--help")
-    assert result.returncode == 1 and result.stdout == "" and "Traceback" not in result.stderr
-    assert result.stderr.count("\n") == 1 and "torchaudio does not load" in result.stderr
+    assert result.returncode == 0 and "usage: asr train" in result.stdout and result.stderr == ""

@@ -24,7 +24,7 @@ def locked_versions() -> dict[str, str]:
 
 def project_requirements() -> list[Requirement]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    extras = [req for name in ("dev", "bench", "demo", "serve", "export") for req in project["optional-dependencies"][name]]
+    extras = [req for name in ("dev", "bench", "demo", "serve") for req in project["optional-dependencies"][name]]
     return [Requirement(r) for r in project["dependencies"] + extras]
 
 

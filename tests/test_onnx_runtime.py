@@ -1,5 +1,6 @@
 """The default model exported to ONNX and run by ONNX Runtime computes what the PyTorch model does."""
 
+import os
 import subprocess
 import sys
 
@@ -241,3 +242,33 @@ def test_the_onnx_recognizer_transcribes_without_importing_torch(exported):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     text, modules = out.stdout.strip().splitlines()
     assert text.strip() and modules == "[]"
+
+
+def test_asr_transcribe_runtime_onnx_prints_what_the_torch_runtime_prints(exported, capsys):
+    from asr.cli import main
+
+    clips = [str(c) for c in CLIPS]
+    assert main(["transcribe", *clips, "--model", str(exported[1])]) == 0
+    expected = capsys.readouterr().out
+    assert main(["transcribe", *clips, "--model", str(exported[1]), "--runtime", "onnx"]) == 0
+    assert capsys.readouterr().out == expected
+
+
+def test_a_bundled_models_graphs_are_built_once_then_transcription_needs_no_torch(tmp_path, monkeypatch):
+    from asr.runtime.recognizer import load_onnx
+
+    monkeypatch.setenv("ASR_CACHE_DIR", str(tmp_path))
+    recognizer = load_onnx("whisper-tiny-ctc", "int8", threads=1)
+    [graphs] = (tmp_path / "onnx").iterdir()
+    built = (graphs / "encoder.onnx").stat().st_mtime_ns
+    assert recognizer.transcribe(CLIPS[0]).text
+    load_onnx("whisper-tiny-ctc", "int8", threads=1)
+    assert (graphs / "encoder.onnx").stat().st_mtime_ns == built and not list(tmp_path.glob("onnx/.*"))
+    code = ("import sys; from asr.cli import main; "
+            f"main(['transcribe', {str(CLIPS[0])!r}, '--runtime', 'onnx', '--quantize', 'int8']); "
+            "print(sorted(m for m in ('torch', 'torchaudio', 'matplotlib', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
+                         env={**os.environ, "ASR_CACHE_DIR": str(tmp_path)})
+    line, modules = out.stdout.strip().splitlines()
+    assert line.split("\t")[1].strip() and modules == "[]"
+    assert out.stderr == ""

@@ -15,11 +15,9 @@ import warnings
 import torch
 from torch import nn
 
+from asr.config import QUANTIZE_MODES
 from asr.errors import ConfigError
 from asr.model.asr_model import ASRModel
-
-QUANTIZE_MODES = ("int8",)
-
 
 def quantize(model: ASRModel, mode: str) -> ASRModel:
     """Quantises `model` (in eval mode, on the CPU) in place and returns it; for inference only."""

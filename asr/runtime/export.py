@@ -16,6 +16,7 @@ numpy. `quantize` adds int8 copies (ONNX Runtime's dynamic quantisation of the m
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from pathlib import Path
 
@@ -132,6 +133,12 @@ def _quantize(path: Path) -> Path:
 
     target = path.with_suffix(INT8_SUFFIX)
     staging = target.with_name(f".{target.name}.staging")
-    quantize_dynamic(path, staging, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gather"])
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # the quantiser logs each tensor it leaves alone on the root logger
+    try:
+        quantize_dynamic(path, staging, weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul", "Gather"])
+    finally:
+        logging.disable(previous)
     staging.replace(target)
     return target

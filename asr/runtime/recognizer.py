@@ -4,6 +4,8 @@ decodes it in "attention" mode, without importing torch."""
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -17,8 +19,8 @@ from asr.decoding.no_speech import NO_SPEECH_WINDOW_SECONDS, densest_stretch
 from asr.decoding.options import DecodingOptions, with_overrides
 from asr.decoding.result import Result, Timings
 from asr.errors import AudioError, CheckpointError, ConfigError
-from asr.model_folder import load_ctc_tokenizer, read_description
-from asr.runtime.onnx_model import OnnxModel
+from asr.model_folder import DEFAULT_MODEL, load_ctc_tokenizer, read_description, resolve_model
+from asr.runtime.onnx_model import ENCODER_FILE, FRONTEND_FILE, OnnxModel
 from asr.runtime.search import beam_search
 
 Audio = Union[str, Path, np.ndarray]
@@ -28,13 +30,15 @@ SUBSAMPLING_RATE = 2  # Whisper's stem (conv1d2), the one the export takes: an e
 class OnnxRecognizer:
     """The ONNX Runtime twin of `asr.Recognizer` for a model folder that `asr export --onnx` wrote."""
 
-    def __init__(self, folder: str | Path, precision: str = "fp32", threads: int = 0):
+    def __init__(self, folder: str | Path, precision: str = "fp32", threads: int = 0,
+                 graphs: Optional[str | Path] = None):
+        """`folder`: the model folder; `graphs`: where its ONNX graphs are, if not in it."""
         folder = Path(folder)
         self.meta, self.config, self.tokenizer = read_description(folder)
         self.ctc_tokenizer = load_ctc_tokenizer(folder, self.meta, self.tokenizer)
         if self.config.encoder.subsampling != "conv1d2":
             raise CheckpointError(f"{folder}: ONNX graphs are made for Whisper's models only")
-        self.model = OnnxModel(folder, precision, threads)
+        self.model = OnnxModel(graphs or folder, precision, threads)
         self.precision = precision
         try:
             self.default_options = DecodingOptions(**self.meta.get("decoding", {}))
@@ -86,9 +90,12 @@ class OnnxRecognizer:
                       timings=Timings(searched_from - began, searched - searched_from, aligned - searched, 0.0))
 
     def transcribe_batch(self, audios: Sequence[Audio], options: Optional[DecodingOptions] = None,
-                         **overrides) -> list[Result]:
-        """One at a time: on a CPU, batching fixed 30 s windows decodes no faster (benchmarks/runs/server-batching)."""
-        return [self.transcribe(audio, options, **overrides) for audio in audios]
+                         batch_size: int = 1, **overrides) -> list[Result]:
+        """One at a time, whatever `batch_size`: on a CPU, batching fixed 30 s windows decodes no
+        faster (benchmarks/runs/server-batching)."""
+        options = with_overrides(options or self.default_options, overrides)
+        self._check(options)  # also when there is nothing to decode: callers check options so
+        return [self.transcribe(audio, options) for audio in audios]
 
     def _search(self, cross_kv: np.ndarray, seconds: float, options: DecodingOptions) -> Hypothesis:
         beam = options.beam_size
@@ -122,3 +129,40 @@ class OnnxRecognizer:
             samples = prepare_waveform(audio, self.sample_rate, self.sample_rate)
         # Clips shorter than a feature frame are padded with silence, as the PyTorch recognizer pads them.
         return np.pad(samples, (0, max(0, self.config.frontend.win_length - len(samples))))
+
+
+def cache_dir() -> Path:
+    """Where graphs built from bundled models are kept: $ASR_CACHE_DIR, else $XDG_CACHE_HOME/asr or ~/.cache/asr."""
+    if os.environ.get("ASR_CACHE_DIR"):
+        return Path(os.environ["ASR_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "asr"
+
+
+def load_onnx(name_or_path: str | Path = DEFAULT_MODEL, precision: str = "fp32", threads: int = 0) -> OnnxRecognizer:
+    """An OnnxRecognizer for a bundled model name or a model folder. A folder without graphs (as the
+    bundled models are shipped: their weights are Whisper's plus a difference) has them built once,
+    with torch, into `cache_dir()`, keyed by the weights' checksum; later loads read them from there."""
+    folder = resolve_model(name_or_path)
+    if (folder / ENCODER_FILE).is_file():
+        return OnnxRecognizer(folder, precision, threads)
+    meta, _, _ = read_description(folder)
+    graphs = cache_dir() / "onnx" / f"{folder.name}-{str(meta.get('weights_sha256', 'unknown'))[:16]}"
+    if not (graphs / FRONTEND_FILE).is_file():  # written last: its presence means the graphs are complete
+        build_graphs(folder, graphs)
+    return OnnxRecognizer(folder, precision, threads, graphs)
+
+
+def build_graphs(folder: Path, graphs: Path) -> None:
+    """Exports the model in `folder` into `graphs`, atomically (a concurrent build of the same graphs
+    is harmless: the first to finish is kept)."""
+    from asr.checkpoint import load_model_dir  # torch, this once
+    from asr.runtime.export import export_onnx
+
+    model, _, meta = load_model_dir(folder)
+    staging = graphs.with_name(f".{graphs.name}.staging{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    export_onnx(model, staging, frames=(meta.get("decoding") or {}).get("pad_to_frames") or 3000)
+    try:
+        staging.rename(graphs)
+    except OSError:  # built meanwhile by another process
+        shutil.rmtree(staging, ignore_errors=True)
