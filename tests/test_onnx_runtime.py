@@ -16,7 +16,6 @@ from asr.runtime.onnx_model import OnnxModel
 from asr.text import normalize
 from tests.conftest import REPO
 
-pytest.importorskip("onnx")
 CLIPS = sorted(p for p in (REPO / "audio_samples").glob("*.flac"))
 FRAMES = 3000
 
