@@ -49,7 +49,7 @@ from asr.config import AugmentConfig
 from asr.data.augment import build_augmenter
 from asr.data.manifest import read_manifest
 from asr.decoding.beam_search import beam_search
-from asr.recognizer import BUNDLED_MODELS
+from asr.model_folder import BUNDLED_MODELS
 
 from gate_head import speech_sets  # the same training voices and development speakers
 
@@ -178,9 +178,10 @@ def train(args, teacher, student, paths: list[str], augmenter, exp: Path) -> Non
         if step % args.save_every == 0 or step == args.steps:
             save_checkpoint({"encoder": student.encoder.state_dict(), "optimizer": optimizer.state_dict(),
                              "step": step}, exp / "checkpoints" / f"step_{step:06d}.pt")
-            for old in list_checkpoints(exp / "checkpoints")[:-2]:
-                old.unlink()
-                old.with_name(old.name + ".sha256").unlink(missing_ok=True)
+            for old in list_checkpoints(exp / "checkpoints")[:-2]:  # the last two, and every keep_every-th
+                if int(old.stem.split("_")[1]) % args.keep_every:
+                    old.unlink()
+                    old.with_name(old.name + ".sha256").unlink(missing_ok=True)
 
 
 def main() -> None:
@@ -196,6 +197,7 @@ def main() -> None:
     parser.add_argument("--clean-weight", type=float, default=1.0)
     parser.add_argument("--dev-speakers", type=int, default=10, help="as gate_head.py: kept for the gate")
     parser.add_argument("--save-every", type=int, default=20)
+    parser.add_argument("--keep-every", type=int, default=80, help="checkpoints kept for the forgetting table")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--export", help="write the latest checkpoint as a model folder here, and stop")
