@@ -1,0 +1,54 @@
+"""The distillation recipe's pieces (recipes/whisper_ctc/distill.py): windows, the loss, what trains."""
+
+import copy
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import asr
+from asr.audio import load_audio
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "recipes" / "whisper_ctc"))
+import distill  # noqa: E402
+
+CLIPS = [str(p) for p in sorted((REPO / "audio_samples").glob("*.flac"))]
+
+
+def test_windows_join_whole_utterances_with_pauses_and_stay_under_28_s():
+    lengths = {len(load_audio(p)) for p in CLIPS}
+    for step in range(20):
+        window = distill.window(CLIPS, np.random.default_rng([0, step]))
+        assert 0 < len(window) <= distill.MAX_WINDOW_SECONDS * distill.SAMPLE_RATE
+        assert len(window) >= min(lengths)  # at least one whole utterance
+    again = distill.window(CLIPS, np.random.default_rng([0, 3]))
+    assert np.array_equal(again, distill.window(CLIPS, np.random.default_rng([0, 3])))  # a step's data is fixed
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return asr.load_model().model
+
+
+def test_the_teacher_as_its_own_student_has_no_loss_on_clean_audio_and_some_in_noise(teacher):
+    clean = load_audio(REPO / "audio_samples" / "LJ001-0002.flac")
+    noisy = load_audio(REPO / "audio_samples" / "noisy" / "LJ001-0002__babble__snr0.flac")
+    audio, lengths = distill.batch_of([clean])
+    taught = distill.teach(teacher, audio, lengths)
+    assert taught[-1][0]  # the teacher's own transcript is what the student is scored on
+    with torch.no_grad():
+        loss, kl, mse = distill.student_loss(teacher, audio, lengths, taught, mse_weight=1.0)
+        assert kl == pytest.approx(0.0, abs=1e-4) and mse == pytest.approx(0.0, abs=1e-6)
+        noisy_audio, _ = distill.batch_of([noisy[: len(clean)]])
+        _, kl_noisy, mse_noisy = distill.student_loss(teacher, noisy_audio, lengths, taught, mse_weight=1.0)
+    assert kl_noisy > 0.01 and mse_noisy > 0.01
+
+
+def test_only_the_encoder_trains(teacher):
+    student = copy.deepcopy(teacher)
+    params = distill.trainable(student)
+    assert {id(p) for p in params} == {id(p) for p in student.encoder.parameters()}
+    assert not any(p.requires_grad for p in student.decoder.parameters())
+    assert not any(p.requires_grad for p in student.ctc.parameters())
