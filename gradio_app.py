@@ -73,7 +73,8 @@ from asr.decoding.result import Result  # noqa: E402
 from asr.errors import AsrError, AudioError  # noqa: E402
 from asr.live import Final, LiveRecognizer  # noqa: E402
 from asr.noisy import mix_below_full_scale  # noqa: E402
-from asr.recognizer import BUNDLED_MODELS, DEFAULT_MODEL, Recognizer, load_model  # noqa: E402
+from asr.model_folder import BUNDLED_MODELS  # noqa: E402
+from asr.recognizer import DEFAULT_MODEL, Recognizer, load_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parent
 SAMPLES_DIR = REPO / "audio_samples"
