@@ -69,14 +69,10 @@ def timed(argv: list[str], env: dict) -> tuple[float, float, str]:
 
 
 def wer(stdout: str, references: dict[str, str]) -> float:
-    import jiwer
-
-    from asr.text import normalize
+    from asr.scoring import score
 
     hyps = dict(line.split("\t", 1) for line in stdout.splitlines() if "\t" in line)
-    paths = sorted(references)
-    return 100 * jiwer.wer([normalize(references[p]) or "<empty>" for p in paths],
-                           [normalize(hyps.get(p, "")) for p in paths])
+    return 100 * score((path, ref, hyps.get(path, "")) for path, ref in references.items()).wer
 
 
 def main() -> None:

@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import jiwer
 import numpy as np
 import pytest
 import torch
@@ -13,7 +12,7 @@ import asr
 from asr.audio import load_audio
 from asr.errors import AudioError, CheckpointError, ConfigError
 from asr.runtime.onnx_model import OnnxModel
-from asr.text import normalize
+from asr.scoring import score
 from tests.conftest import REPO
 
 CLIPS = sorted(p for p in (REPO / "audio_samples").glob("*.flac"))
@@ -132,8 +131,7 @@ def test_int8_greedy_transcripts_differ_from_the_pytorch_models_by_a_word_or_two
     """int8 is not exact: on the five sample clips (34 words) it changed one phrase (measured: "Stuffed it
     into" -> "Stuffered into", two errors); more than three would be a broken graph, not rounding."""
     expected, got = greedy_transcripts(exported[0], sessions["int8"])
-    errors = jiwer.process_words([normalize(t) for t in expected], [normalize(t) for t in got])
-    assert errors.substitutions + errors.deletions + errors.insertions <= 3
+    assert score(zip(map(str, CLIPS), expected, got)).words.errors <= 3
     assert sum(a == b for a, b in zip(expected, got)) >= 3
 
 
@@ -220,8 +218,7 @@ def test_silence_stays_under_the_gate_and_a_prefix_is_continued(exported, onnx_r
 def test_int8_transcribes_the_samples_within_a_few_words_of_fp32(exported, onnx_recognizers):
     expected = [onnx_recognizers["fp32"].transcribe(clip).text for clip in CLIPS]
     got = [onnx_recognizers["int8"].transcribe(clip).text for clip in CLIPS]
-    errors = jiwer.process_words([normalize(t) for t in expected], [normalize(t) for t in got])
-    assert errors.substitutions + errors.deletions + errors.insertions <= 3
+    assert score(zip(map(str, CLIPS), expected, got)).words.errors <= 3
 
 
 def test_what_the_onnx_path_cannot_do_is_named(onnx_recognizers):

@@ -22,7 +22,7 @@ Training voices (never a test speaker): speechocean762's train split but the gat
 speakers (gate_head.speech_sets), LJ Speech but its held-out clips, FSDD's training speakers and the
 untranscribed LibriSpeech readers. Resumable: checkpoints every `--save-every` steps.
 
-    python recipes/whisper_ctc/distill.py --data-dir ../shared/data --exp exp/distill --steps 600
+    python recipes/whisper_ctc/distill.py --data-dir ../shared/data --exp exp/distill --steps 400
     python recipes/whisper_ctc/distill.py --exp exp/distill --export exp/distill/model   # a model folder
 """
 
@@ -33,7 +33,6 @@ import copy
 import csv
 import logging
 import math
-import random
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -189,9 +188,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--exp", default="exp/distill")
     parser.add_argument("--teacher", default=str(BUNDLED_MODELS["whisper-tiny-ctc"]))
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--batch", type=int, default=4, help="windows per step")
-    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--lr", type=float, default=3e-5)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--mse-weight", type=float, default=1.0)
     parser.add_argument("--clean-weight", type=float, default=1.0)
@@ -224,7 +223,6 @@ def main() -> None:
     augmenter = build_augmenter(replace(NOISE, noise_manifests=[str(data_dir / "noise" / "manifest.jsonl")],
                                         rir_manifests=[str(data_dir / "rir" / "manifest.jsonl")]), paths, args.seed)
     log.info("%d training utterances; %d steps of %d windows", len(paths), args.steps, args.batch)
-    random.seed(args.seed)
     train(args, teacher.eval(), student, paths, augmenter, exp)
 
 

@@ -18,7 +18,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import jiwer
 import numpy as np
 import torch
 
@@ -27,16 +26,10 @@ from asr.checkpoint import list_checkpoints, load_checkpoint, load_model_dir
 from asr.data.augment import build_augmenter
 from asr.model_folder import BUNDLED_MODELS, load_ctc_tokenizer
 from asr.recognizer import Recognizer
-from asr.text import normalize
+from asr.scoring import score
 
 from distill import NOISE
 from gate_head import speech_sets
-
-
-def word_errors(references: list[str], hypotheses: list[str]) -> tuple[float, int]:
-    out = jiwer.process_words([normalize(r) for r in references], [normalize(h) or "" for h in hypotheses])
-    return 100 * (out.substitutions + out.deletions + out.insertions) / max(1, sum(len(normalize(r).split())
-                                                                                  for r in references)), out.deletions
 
 
 def main() -> None:
@@ -80,8 +73,8 @@ def main() -> None:
         cells = []
         for audios in (clean, noisy):
             hyps = [r.text for r in recognizer.transcribe_batch(audios, batch_size=1)]
-            wer, deletions = word_errors(references, hyps)
-            cells.append(f"{wer:.1f} ({deletions})")
+            scored = score((u.id, ref, hyp) for u, ref, hyp in zip(dev, references, hyps))
+            cells.append(f"{100 * scored.wer:.1f} ({scored.words.deletions})")
         table.append(f"| {step} | {' | '.join(cells)} |")
         print(table[-1], flush=True)
     if args.out:
