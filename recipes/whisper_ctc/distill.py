@@ -48,14 +48,14 @@ from asr.config import AugmentConfig
 from asr.data.augment import build_augmenter
 from asr.data.manifest import read_manifest
 from asr.decoding.beam_search import beam_search
-from asr.model_folder import BUNDLED_MODELS
 
-from gate_head import speech_sets  # the same training voices and development speakers
+from gate_head import TEACHER, calibrate_gate, speech_sets, training_noise  # the same voices, dev speakers, gate
 
 log = logging.getLogger("distill")
 SAMPLE_RATE = 16000
 PAD_TO_FRAMES = 3000
 MAX_WINDOW_SECONDS = 28.0
+GATE_UTTERANCES_PER_SPEAKER = 8  # gate_head.py's --per-speaker: the same development utterances
 # Harder than the fine-tuning's mix: babble is where Whisper fails first (issue 17).
 NOISE = AugmentConfig(noise_prob=0.4, colored_noise_prob=0.1, babble_prob=0.4, reverb_prob=0.2,
                       snr_min_db=-5.0, snr_max_db=20.0, speeds=[1.0], clip_prob=0.02)
@@ -183,11 +183,31 @@ def train(args, teacher, student, paths: list[str], augmenter, exp: Path) -> Non
                     old.with_name(old.name + ".sha256").unlink(missing_ok=True)
 
 
+def export(args, student, tokenizer, meta: dict, data_dir: Path, exp: Path) -> None:
+    """Writes the latest checkpoint as a model folder, with its no-speech gate recalibrated: the
+    student's encoder moved, so the teacher's CTC head reads it a little differently. Calibrated as
+    gate_head.py calibrates (the same development speakers and training noise, the same share kept)."""
+    latest = load_latest_checkpoint(exp / "checkpoints")
+    if latest is None:
+        raise SystemExit(f"no checkpoint in {exp / 'checkpoints'}")
+    path, state = latest
+    student.encoder.load_state_dict(state["encoder"])
+    student.eval()
+    info = {**meta.get("info", {}), "encoder": f"distilled in noise from the teacher, {path.name} "
+            "(recipes/whisper_ctc/distill.py)"}
+    chars = load_ctc_tokenizer(args.teacher, meta, tokenizer)
+    staged = save_model(student, tokenizer, exp / "uncalibrated", info, chars, meta.get("decoding"), "tiny.en", True)
+    train, dev = speech_sets(data_dir, GATE_UTTERANCES_PER_SPEAKER, args.dev_speakers, args.seed)
+    gate = calibrate_gate(staged, dev, training_noise(data_dir, train, args.seed), data_dir, args.seed, args.keep)
+    decoding = {**meta.get("decoding", {}), "no_speech_threshold": round(gate["no_speech_threshold"], 4)}
+    print(save_model(student, tokenizer, args.export, {**info, "gate": gate}, chars, decoding, "tiny.en", True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--exp", default="exp/distill")
-    parser.add_argument("--teacher", default=str(BUNDLED_MODELS["whisper-tiny-ctc"]))
+    parser.add_argument("--teacher", default=TEACHER, help="the unchanged tiny.en with its CTC head (gate_head.py)")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--batch", type=int, default=4, help="windows per step")
     parser.add_argument("--lr", type=float, default=3e-5)
@@ -199,7 +219,8 @@ def main() -> None:
     parser.add_argument("--keep-every", type=int, default=80, help="checkpoints kept for the forgetting table")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--export", help="write the latest checkpoint as a model folder here, and stop")
+    parser.add_argument("--keep", type=float, default=0.99, help="as gate_head.py: share of dev speech the gate lets through")
+    parser.add_argument("--export", help="write the latest checkpoint as a model folder here, gate recalibrated, and stop")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -209,15 +230,7 @@ def main() -> None:
     teacher, tokenizer, meta = load_model_dir(args.teacher)
     student = copy.deepcopy(teacher)
     if args.export:
-        latest = load_latest_checkpoint(exp / "checkpoints")
-        if latest is None:
-            raise SystemExit(f"no checkpoint in {exp / 'checkpoints'}")
-        path, state = latest
-        student.encoder.load_state_dict(state["encoder"])
-        info = {**meta.get("info", {}), "encoder": f"distilled in noise from the teacher, {path.name} "
-                "(recipes/whisper_ctc/distill.py)"}
-        chars = load_ctc_tokenizer(args.teacher, meta, tokenizer)
-        print(save_model(student.eval(), tokenizer, args.export, info, chars, meta.get("decoding"), "tiny.en", True))
+        export(args, student, tokenizer, meta, data_dir, exp)
         return
     paths = training_voices(data_dir, args.dev_speakers, args.seed)
     augmenter = build_augmenter(replace(NOISE, noise_manifests=[str(data_dir / "noise" / "manifest.jsonl")],

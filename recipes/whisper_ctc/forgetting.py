@@ -24,19 +24,19 @@ import torch
 from asr.audio import load_audio
 from asr.checkpoint import list_checkpoints, load_checkpoint, load_model_dir
 from asr.data.augment import build_augmenter
-from asr.model_folder import BUNDLED_MODELS, load_ctc_tokenizer
+from asr.model_folder import load_ctc_tokenizer
 from asr.recognizer import Recognizer
 from asr.scoring import score
 
 from distill import NOISE
-from gate_head import speech_sets
+from gate_head import TEACHER, speech_sets
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--exp", default="exp/distill")
-    parser.add_argument("--teacher", default=str(BUNDLED_MODELS["whisper-tiny-ctc"]))
+    parser.add_argument("--teacher", default=TEACHER, help="the unchanged tiny.en with its CTC head (gate_head.py)")
     parser.add_argument("--per-speaker", type=int, default=10)
     parser.add_argument("--dev-speakers", type=int, default=10, help="as distill.py and gate_head.py")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,11 +1,10 @@
-"""The interim default model: Whisper tiny.en left unchanged, with a character CTC head trained on
-its frozen encoder for the no-speech gate and the word time stamps.
+"""The teacher: Whisper tiny.en left unchanged, with a character CTC head trained on its frozen
+encoder for the no-speech gate and the word time stamps.
 
-Fine-tuning the whole model on the few voices here made it worse on voices it never heard (issue
-17), so until noise training that forgets nothing beats the unchanged model on unseen speakers,
-the default transcribes exactly as Whisper tiny.en does and only adds what Whisper lacks. The
-head reads the encoder as decoding runs it (input padded to 30 s), so its features are computed
-that way once, cached, and the head (one linear layer) is trained on the cache.
+It was the default model from git 3ad3279 until the distilled student (distill.py), which keeps its
+CTC head and decoder, replaced it; it transcribes exactly as Whisper tiny.en does. The head reads
+the encoder as decoding runs it (input padded to 30 s), so its features are computed that way once,
+cached, and the head (one linear layer) is trained on the cache.
 
 Training voices (never a test speaker): speechocean762's train split but for `--dev-speakers` of
 its speakers kept for the gate's threshold, LJ Speech but its last 105 clips (the held-out test and
@@ -13,7 +12,7 @@ dev clips of prepare.py), and FSDD speakers george, jackson, lucas and yweweler;
 and once with training-split noise, plus clips with no speech (training-split noise, quiet noise,
 silence) whose target is nothing.
 
-    python recipes/whisper_ctc/gate_head.py --data-dir ../shared/data --exp exp/gate_head --out exp/gate_head/model
+    python recipes/whisper_ctc/gate_head.py --data-dir ../shared/data --exp exp/whisper_ctc/gate_head
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ log = logging.getLogger("gate_head")
 SAMPLE_RATE = 16000
 PAD_TO_FRAMES = WHISPER_DECODING["pad_to_frames"]
 FSDD_TRAIN_SPEAKERS = {"george", "jackson", "lucas", "yweweler"}
+TEACHER = "exp/whisper_ctc/gate_head/model"  # what distill.py teaches from
 LJ_HELD_OUT = 105  # prepare.py's LJ_TEST + LJ_DEV: the last clips of the subset
 NOISE = AugmentConfig(noise_prob=0.6, colored_noise_prob=0.15, babble_prob=0.25, reverb_prob=0.2,
                       snr_min_db=-5.0, snr_max_db=20.0, speeds=[1.0])
@@ -162,6 +162,13 @@ def train_head(head: torch.nn.Linear, pairs, blank: int, epochs: int, lr: float,
         log.info("epoch %d: CTC loss %.4f per frame", epoch + 1, total / frames)
 
 
+def training_noise(data_dir: Path, train: list, seed: int):
+    """The augmenter of NOISE with the shared noise bank's and RIRs' training splits, babble of `train`."""
+    return build_augmenter(replace(NOISE, noise_manifests=[str(data_dir / "noise" / "manifest.jsonl")],
+                                   rir_manifests=[str(data_dir / "rir" / "manifest.jsonl")]),
+                           [u.audio for u in train], seed)
+
+
 def calibrate_gate(model_dir: Path, dev: list, augmenter, data_dir: Path, seed: int, keep: float) -> dict:
     """The no-speech threshold that lets `keep` of the dev speech through, clean and in training noise,
     with how much training-split noise (clips the head never saw) it keeps out."""
@@ -186,8 +193,8 @@ def calibrate_gate(model_dir: Path, dev: list, augmenter, data_dir: Path, seed: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default="../shared/data")
-    parser.add_argument("--exp", default="exp/gate_head")
-    parser.add_argument("--out", default="exp/gate_head/model")
+    parser.add_argument("--exp", default="exp/whisper_ctc/gate_head")
+    parser.add_argument("--out", default=TEACHER)
     parser.add_argument("--per-speaker", type=int, default=8, help="speechocean762 utterances per train speaker")
     parser.add_argument("--dev-speakers", type=int, default=10)
     parser.add_argument("--no-speech", type=int, default=300, help="no-speech training clips")
@@ -207,9 +214,7 @@ def main() -> None:
     model.eval()
     chars = ctc_tokenizer()
     train, dev = speech_sets(data_dir, args.per_speaker, args.dev_speakers, args.seed)
-    augmenter = build_augmenter(replace(NOISE, noise_manifests=[str(data_dir / "noise" / "manifest.jsonl")],
-                                        rir_manifests=[str(data_dir / "rir" / "manifest.jsonl")]),
-                                [u.audio for u in train], args.seed)
+    augmenter = training_noise(data_dir, train, args.seed)
     examples = [(kind, u.audio, u.text) for u in train for kind in ("clean", "noisy")]
     examples += [("clean", clip, "") for clip in no_speech_clips(data_dir, args.no_speech, args.seed)]
     random.Random(args.seed).shuffle(examples)
