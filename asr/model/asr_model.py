@@ -53,9 +53,9 @@ class ASRModel(nn.Module):
         """Encoder states of a padded batch. `pad_to_frames` pads the features with zeros and lets
         the encoder attend to the padding, as Whisper does with its fixed 30 s (3000-frame) input."""
         feats, feat_lengths = self.features(waveforms, lengths)
-        if pad_to_frames > feats.shape[1]:
+        if pad_to_frames >= feats.shape[1]:
             feats = F.pad(feats, (0, 0, 0, pad_to_frames - feats.shape[1]))
-            feat_lengths = torch.full_like(feat_lengths, pad_to_frames)
+            return self.encoder(feats, None, need_weights)  # every frame is input, the padding too
         return self.encoder(feats, feat_lengths, need_weights)
 
     def encoded_frames(self, lengths: Tensor) -> Tensor:

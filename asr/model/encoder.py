@@ -71,7 +71,13 @@ class TransformerEncoder(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
         self.norm = nn.LayerNorm(config.d_model)
 
-    def forward(self, feats: Tensor, feat_lengths: Tensor, need_weights: bool = False) -> EncoderOutput:
+    def forward(self, feats: Tensor, feat_lengths: Optional[Tensor], need_weights: bool = False) -> EncoderOutput:
+        """`feat_lengths` None: every frame of every row is input (Whisper's padded 30 s window), so
+        no mask is built or applied; attention then takes its fastest path, and an exported graph
+        carries no (T', T') mask through every layer."""
+        full = feat_lengths is None
+        if full:
+            feat_lengths = torch.full((feats.shape[0],), feats.shape[1], dtype=torch.long, device=feats.device)
         x, lengths = self.subsampling(feats, feat_lengths)
         lengths = lengths.clamp(min=1)
         t, d = x.shape[1], x.shape[2]
@@ -81,7 +87,7 @@ class TransformerEncoder(nn.Module):
         else:
             pos_emb = self.dropout(relative_positions(t, d, x.device).to(x.dtype))
         x = self.dropout(x)
-        mask = lengths_to_mask(lengths, t)[:, None, None, :]
+        mask = None if full else lengths_to_mask(lengths, t)[:, None, None, :]
         weights = [] if need_weights else None
         for layer in self.layers:
             x, w = layer(x, mask, pos_emb, need_weights)

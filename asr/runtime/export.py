@@ -38,8 +38,7 @@ class EncoderGraph(nn.Module):
         self.model = model
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        lengths = torch.ones(features.shape[0], dtype=torch.long) * features.shape[1]
-        out = self.model.encoder(features, lengths)
+        out = self.model.encoder(features, None)  # every frame is input, as decoding with pad_to_frames
         kv = [t for layer in self.model.decoder.layers for t in layer.cross_attn.project_kv(out.hidden)]
         return out.hidden, self.model.ctc.log_probs(out.hidden), torch.stack(kv)
 

@@ -14,6 +14,9 @@ from asr.runtime.frontend import Frontend
 ENCODER_FILE, DECODER_FILE, FRONTEND_FILE = "encoder.onnx", "decoder.onnx", "frontend.npz"
 INT8_SUFFIX = ".int8.onnx"  # the int8 copy of a graph: encoder.int8.onnx
 PRECISIONS = ("fp32", "int8")
+# What export_onnx writes; graphs built into a cache are kept under it, so a release that exports
+# differently builds them afresh. 2: the encoder carries no padding mask.
+GRAPHS_VERSION = 2
 
 
 @dataclass

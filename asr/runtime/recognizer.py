@@ -20,7 +20,7 @@ from asr.decoding.options import DecodingOptions, with_overrides
 from asr.decoding.result import Result, Timings
 from asr.errors import AudioError, CheckpointError, ConfigError
 from asr.model_folder import DEFAULT_MODEL, load_ctc_tokenizer, read_description, resolve_model
-from asr.runtime.onnx_model import ENCODER_FILE, FRONTEND_FILE, OnnxModel
+from asr.runtime.onnx_model import ENCODER_FILE, FRONTEND_FILE, GRAPHS_VERSION, OnnxModel
 from asr.runtime.search import beam_search
 
 Audio = Union[str, Path, np.ndarray]
@@ -141,12 +141,14 @@ def cache_dir() -> Path:
 def load_onnx(name_or_path: str | Path = DEFAULT_MODEL, precision: str = "fp32", threads: int = 0) -> OnnxRecognizer:
     """An OnnxRecognizer for a bundled model name or a model folder. A folder without graphs (as the
     bundled models are shipped: their weights are Whisper's plus a difference) has them built once,
-    with torch, into `cache_dir()`, keyed by the weights' checksum; later loads read them from there."""
+    with torch, into `cache_dir()`, keyed by the weights' checksum and GRAPHS_VERSION; later loads read
+    them from there."""
     folder = resolve_model(name_or_path)
     if (folder / ENCODER_FILE).is_file():
         return OnnxRecognizer(folder, precision, threads)
     meta, _, _ = read_description(folder)
-    graphs = cache_dir() / "onnx" / f"{folder.name}-{str(meta.get('weights_sha256', 'unknown'))[:16]}"
+    sha = str(meta.get("weights_sha256", "unknown"))[:16]
+    graphs = cache_dir() / "onnx" / f"{folder.name}-{sha}-v{GRAPHS_VERSION}"
     if not (graphs / FRONTEND_FILE).is_file():  # written last: its presence means the graphs are complete
         build_graphs(folder, graphs)
     return OnnxRecognizer(folder, precision, threads, graphs)
