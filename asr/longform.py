@@ -80,7 +80,9 @@ def transcribe_long(
     """
     began = time.perf_counter()
     rate = recognizer.sample_rate
-    detector = VoiceActivityDetector(rate, config.vad)
+    # The detector starts only once the recording proves longer than one piece, on everything read
+    # so far (it gives the same spans for blocks of any size): a short clip loads no VAD model.
+    detector: Optional[VoiceActivityDetector] = None
     whole_limit = round(config.vad.max_segment_seconds * rate)
     window = AudioWindow()
     ready: list[tuple[Span, np.ndarray]] = []  # found segments with their audio, not yet decoded
@@ -94,7 +96,11 @@ def transcribe_long(
     spans: list[Span] = []
     for block in read_blocks(source, rate, config.block_seconds):
         window.append(block)
-        spans += detector.feed(block)
+        if detector is not None:
+            spans += detector.feed(block)
+        elif window.end > whole_limit:  # nothing has been let go of yet: the window holds it all
+            detector = VoiceActivityDetector(rate, config.vad)
+            spans += detector.feed(window.take(Span(0, window.end)))
         if window.end > whole_limit:  # too long to decode whole: decode segment by segment
             ready += [(span, window.take(span)) for span in spans]
             spans = []
@@ -104,7 +110,8 @@ def transcribe_long(
                 ready = ready[config.batch_size :]
         if on_progress:
             on_progress(window.end / rate)
-    spans += detector.finish()
+    if detector is not None:
+        spans += detector.finish()
     if window.end <= whole_limit:
         ready = [(Span(0, window.end), window.take(Span(0, window.end)))]
     else:

@@ -49,15 +49,27 @@ def resolve_model(name_or_path: str | Path) -> Path:
     return path
 
 
-def read_description(directory: Path) -> tuple[dict, ModelConfig, Tokenizer]:
-    """model.yaml's contents, the model config and the decoder's tokenizer."""
+def read_meta(directory: Path) -> dict:
+    """model.yaml's contents."""
     meta_path = directory / META_FILE
     try:
         meta = yaml.safe_load(meta_path.read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{meta_path}: invalid model description ({err})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_path}: invalid model description (not a mapping)")
+    return meta
+
+
+def read_description(directory: Path) -> tuple[dict, ModelConfig, Tokenizer]:
+    """model.yaml's contents, the model config and the decoder's tokenizer."""
+    meta_path = directory / META_FILE
+    meta = read_meta(directory)
+    try:
         config = from_dict(ModelConfig, meta["model"])
         check_tokenizer_file(directory, meta["tokenizer"])
         tokenizer = load_tokenizer(directory, meta["tokenizer"])
-    except (OSError, yaml.YAMLError, UnicodeDecodeError, KeyError, TypeError, ConfigError, TokenizerError) as err:
+    except (OSError, UnicodeDecodeError, KeyError, TypeError, ConfigError, TokenizerError) as err:
         raise CheckpointError(f"{meta_path}: invalid model description ({err})") from None
     return meta, config, tokenizer
 

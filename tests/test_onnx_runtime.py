@@ -100,6 +100,23 @@ def test_fp32_decoder_steps_match_pytorch_from_an_empty_cache_on(exported, sessi
     assert kv.shape[3] == len(prompt) + 8
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_one_row_of_cross_attention_keys_serves_a_whole_beam(exported, sessions, precision):
+    """Rows that read one utterance may share its keys and values (no copy per row): the same
+    logits and cache as with a copy for every row."""
+    recognizer, _ = exported
+    config, model = recognizer.model.config, sessions[precision]
+    wave = load_audio(CLIPS[1])
+    out = model.encode(model.frontend.log_mel(wave, FRAMES)[None])
+    tokens = np.array([[config.sos_id, *config.decoder_prompt, t] for t in (440, 383, 1649)])
+    shared = model.step(tokens, model.empty_cache(3, out.cross_kv), out.cross_kv)
+    copied = model.step(tokens, model.empty_cache(3, out.cross_kv), np.repeat(out.cross_kv, 3, axis=1))
+    assert shared[0].shape == (3, config.vocab_size)
+    assert not np.allclose(shared[0][0], shared[0][1], atol=1e-2)  # the rows differ, by their tokens
+    for a, b in zip(shared, copied):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
 def greedy_transcripts(recognizer, model: OnnxModel) -> tuple[list[str], list[str]]:
     """Greedy transcripts of the sample clips by the PyTorch model and by `model`."""
     torch_model, config = recognizer.model, recognizer.model.config

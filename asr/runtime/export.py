@@ -4,7 +4,8 @@
                   -> hidden (B, T', d), ctc_log_probs (B, T', V_ctc),
                      cross_kv (2 * layers, B, heads, T', d_head): each decoder layer's keys, values
     decoder.onnx  tokens (N, n) int64, self_kv (2 * layers, N, heads, past, d_head),
-                  cross_kv (2 * layers, N, heads, T', d_head)
+                  cross_kv (2 * layers, N or 1, heads, T', d_head): with 1, every row reads the same
+                  audio (a beam), and the products broadcast it rather than copy it N times
                   -> logits (N, V) of the last token, self_kv (2 * layers, N, heads, past + n, d_head)
 
 Both wrap the model's own modules (one model definition): the graphs are traces of the layers the
@@ -107,11 +108,11 @@ def export_onnx(model: ASRModel, out: str | Path, frames: int = 3000, quantize: 
                            "cross_kv": {1: "batch"}})
     tokens = torch.tensor([[config.sos_id, *config.decoder_prompt]] * 2)
     self_kv = torch.zeros(2 * layers, 2, heads, 3, d_head)
-    cross_kv = torch.zeros(2 * layers, 2, heads, frames // model.encoder.subsampling.rate, d_head)
+    cross_kv = torch.zeros(2 * layers, 1, heads, frames // model.encoder.subsampling.rate, d_head)  # broadcast
     decoder = _onnx_bytes(DecoderStepGraph(model).eval(), (tokens, self_kv, cross_kv), ["tokens", "self_kv", "cross_kv"],
                           ["logits", "new_self_kv"],
                           {"tokens": {0: "rows", 1: "new"}, "self_kv": {1: "rows", 3: "past"},
-                           "cross_kv": {1: "rows", 3: "frames"}, "logits": {0: "rows"},
+                           "cross_kv": {1: "audio_rows", 3: "frames"}, "logits": {0: "rows"},
                            "new_self_kv": {1: "rows", 3: "total"}})
     written = []
     for name, data in ((ENCODER_FILE, encoder), (DECODER_FILE, decoder)):

@@ -15,8 +15,9 @@ ENCODER_FILE, DECODER_FILE, FRONTEND_FILE = "encoder.onnx", "decoder.onnx", "fro
 INT8_SUFFIX = ".int8.onnx"  # the int8 copy of a graph: encoder.int8.onnx
 PRECISIONS = ("fp32", "int8")
 # What export_onnx writes; graphs built into a cache are kept under it, so a release that exports
-# differently builds them afresh. 2: the encoder carries no padding mask.
-GRAPHS_VERSION = 2
+# differently builds them afresh. 2: the encoder carries no padding mask; 3: the decoder broadcasts one
+# row of cross-attention keys and values over a beam.
+GRAPHS_VERSION = 3
 
 
 @dataclass
@@ -53,7 +54,8 @@ class OnnxModel:
         return Encoded(hidden, ctc_log_probs, cross_kv)
 
     def step(self, tokens: np.ndarray, self_kv: np.ndarray, cross_kv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Logits (N, V) of each row's last token, and the self-attention cache grown by `tokens` (N, n)."""
+        """Logits (N, V) of each row's last token, and the self-attention cache grown by `tokens` (N, n).
+        `cross_kv` has a row per token row, or one row that they all read."""
         logits, new_kv = self.decoder.run(None, {"tokens": tokens.astype(np.int64), "self_kv": self_kv,
                                                  "cross_kv": cross_kv})
         return logits, new_kv

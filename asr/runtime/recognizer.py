@@ -19,7 +19,7 @@ from asr.decoding.no_speech import NO_SPEECH_WINDOW_SECONDS, densest_stretch
 from asr.decoding.options import DecodingOptions, with_overrides
 from asr.decoding.result import Result, Timings
 from asr.errors import AudioError, CheckpointError, ConfigError
-from asr.model_folder import DEFAULT_MODEL, load_ctc_tokenizer, read_description, resolve_model
+from asr.model_folder import DEFAULT_MODEL, load_ctc_tokenizer, read_description, read_meta, resolve_model
 from asr.runtime.onnx_model import ENCODER_FILE, FRONTEND_FILE, GRAPHS_VERSION, OnnxModel
 from asr.runtime.search import beam_search
 
@@ -99,10 +99,9 @@ class OnnxRecognizer:
 
     def _search(self, cross_kv: np.ndarray, seconds: float, options: DecodingOptions) -> Hypothesis:
         beam = options.beam_size
-        rows = np.repeat(cross_kv, beam, axis=1)
 
-        def step(tokens: np.ndarray, self_kv: np.ndarray):
-            return self.model.step(tokens, self_kv, rows[:, : len(tokens)])
+        def step(tokens: np.ndarray, self_kv: np.ndarray):  # every row reads the one utterance's keys, values
+            return self.model.step(tokens, self_kv, cross_kv)
 
         max_length = max(1, int(options.max_length_ratio * cross_kv.shape[3]))
         if options.max_tokens_per_second:
@@ -146,7 +145,7 @@ def load_onnx(name_or_path: str | Path = DEFAULT_MODEL, precision: str = "fp32",
     folder = resolve_model(name_or_path)
     if (folder / ENCODER_FILE).is_file():
         return OnnxRecognizer(folder, precision, threads)
-    meta, _, _ = read_description(folder)
+    meta = read_meta(folder)
     sha = str(meta.get("weights_sha256", "unknown"))[:16]
     graphs = cache_dir() / "onnx" / f"{folder.name}-{sha}-v{GRAPHS_VERSION}"
     if not (graphs / FRONTEND_FILE).is_file():  # written last: its presence means the graphs are complete
