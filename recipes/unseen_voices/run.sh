@@ -8,7 +8,9 @@
 #                                [--sets speechocean762_test,commonvoice,librispeech_mini,speechbrain]
 #
 # Stages: 0 test manifests (prepare.py); 1 each set through recipes/noisy_eval/run.sh (noisy audio,
-# faster-whisper, our models, noise-only clips); 2 RESULTS.md from the sets' results.
+# faster-whisper, our models, noise-only clips); 2 RESULTS.md from the sets' results; 3 the default
+# model in each precision of the ONNX Runtime path against PyTorch fp32, clean and at --precision-snrs
+# (default 5 dB) of each kind, on stage 1's noisy audio (PRECISION.md).
 # Run from the repository root; see recipes/unseen_voices/README.md.
 set -euo pipefail
 
@@ -21,6 +23,7 @@ snrs=clean,20,10,5,0
 kinds=babble,music,street
 sets=speechocean762_test,commonvoice,librispeech_mini,speechbrain
 clips_per_kind=10
+precision_snrs=5
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -33,6 +36,7 @@ while [ $# -gt 0 ]; do
     --kinds) kinds=$2; shift 2 ;;
     --sets) sets=$2; shift 2 ;;
     --clips-per-kind) clips_per_kind=$2; shift 2 ;;
+    --precision-snrs) precision_snrs=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -52,4 +56,28 @@ if run 2; then
   python recipes/unseen_voices/results.py --out "$out" --sets $sets \
     --command "recipes/unseen_voices/run.sh --per-speaker $per_speaker --snrs $snrs --kinds $kinds --sets $sets" \
     > recipes/unseen_voices/RESULTS.md
+fi
+if run 3; then
+  systems=asr-onnx-fp32,asr-onnx-int8
+  conditions="clean $(for k in ${kinds//,/ }; do for r in ${precision_snrs//,/ }; do echo -n "${k}_$r "; done; done)"
+  for set in ${sets//,/ }; do
+    precision=$out/$set/precision
+    for condition in $conditions; do
+      python benchmarks/peers.py --manifest $out/$set/noisy/$condition.jsonl --out $precision/raw/$condition \
+        --systems $systems --threads 2
+      for system in ${systems//,/ }; do
+        mkdir -p $precision/hyps/$system
+        cp $precision/raw/$condition/$system.jsonl $precision/hyps/$system/$condition.jsonl
+      done
+    done
+    # The same noisy audio as stage 1 (a mixture depends on the seed, utterance and kind alone);
+    # PyTorch fp32 decoded again, as the system the others are paired with.
+    OMP_NUM_THREADS=2 asr eval-noise --manifest $manifests/$set.jsonl --noise-dir "$data_dir/noise" \
+      --snrs clean,$precision_snrs --kinds $kinds --clips-per-kind 0 --out $precision \
+      --model torch-fp32=whisper-tiny-ctc --hyp-dir $precision/hyps --batch-size 4
+  done
+  python recipes/unseen_voices/results.py --out "$out" --sets $sets --results precision \
+    --title "Unseen voices: the default model in each precision and runtime" \
+    --command "recipes/unseen_voices/run.sh --stage 3 --stop-stage 3 --per-speaker $per_speaker --kinds $kinds --sets $sets --precision-snrs $precision_snrs" \
+    > recipes/unseen_voices/PRECISION.md
 fi
