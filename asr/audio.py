@@ -14,6 +14,7 @@ import numpy as np
 import soundfile as sf
 
 from asr.errors import AudioError
+from asr.resample import resample
 
 SAMPLE_RATE = 16000
 MIN_SAMPLE_RATE = 1000
@@ -23,8 +24,8 @@ MAX_CHANNELS = 1024
 # No recording comes near this (full scale is 1.0; 32-bit PCM passed unscaled reaches 2.1e9), and
 # below it the float32 sums of resampling and of a frame's power spectrum cannot overflow.
 MAX_AMPLITUDE = 1e12
-# torchaudio's sinc resampler builds a kernel of (orig / g) x (new / g) taps, g being the rates'
-# greatest common divisor: 70,560 from 44,100 Hz to 16 kHz, but 705 million (gigabytes) from an
+# The sinc resampler (asr.resample, torchaudio's method) builds a kernel of (orig / g) x (new / g)
+# taps, g being the rates' greatest common divisor: 70,560 from 44,100 Hz to 16 kHz, but 705 million (gigabytes) from an
 # odd rate such as 44,101 Hz. A ratio needing more taps than this is replaced by a close one.
 MAX_RESAMPLING_TAPS = 1_000_000
 
@@ -127,17 +128,13 @@ def prepare_waveform(
         raise AudioError(source, f"samples reach {peak:.3g}, far beyond full scale (1.0): not audio")
     mono = data.mean(axis=1)
     if rate != sample_rate:
-        # Imported here, so that reading audio at the model's rate (the torch-free ONNX path) needs no torch.
-        import torch
-        import torchaudio.functional as AF
-
-        mono = AF.resample(torch.from_numpy(mono), *resampling_ratio(rate, sample_rate)).numpy()
+        mono = resample(mono, *resampling_ratio(rate, sample_rate))
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
 def resampling_ratio(orig_rate: int, new_rate: int) -> tuple[int, int]:
     """(orig, new) to resample from `orig_rate` to `new_rate` with: the rates themselves when
-    torchaudio's kernel for them is small, as for every usual rate; else the nearest ratio whose
+    the resampler's kernel for them is small, as for every usual rate; else the nearest ratio whose
     kernel has about MAX_RESAMPLING_TAPS taps at most. To 16 kHz that ratio is off by under 10
     parts per million for all but a few hundred rates, those a few hertz from a simple fraction or
     multiple of 16 kHz (4,001 Hz, 15,992 Hz), which are off by at most 0.05%."""

@@ -23,6 +23,7 @@ import soundfile as sf
 
 from asr.audio import SAMPLE_RATE, check_file, check_not_cut_short, error_reason, prepare_waveform, resampling_ratio
 from asr.errors import AudioError
+from asr.resample import resample, sinc_kernels
 
 STDIN = "-"  # the source name that reads standard input
 # What libsndfile reads; found in folders whether or not ffmpeg is installed.
@@ -156,9 +157,9 @@ def _read_ffmpeg(ffmpeg: str, path: Path, name: str, sample_rate: int, block_sec
 
 
 class Resampler:
-    """Resamples a stream block by block to the samples torchaudio gives for the whole of it.
+    """Resamples a stream block by block to the samples `asr.resample` gives for the whole of it.
 
-    torchaudio computes the output in groups of new/g samples (g = gcd of the rates), group n
+    The resampler computes the output in groups of new/g samples (g = gcd of the rates), group n
     from the input samples within `width` of [n * orig/g, (n + 1) * orig/g). Each block is
     resampled together with `context` samples on either side, and only the groups whose window
     lay wholly inside real input are kept; the rest wait for the next block.
@@ -169,11 +170,11 @@ class Resampler:
         g = math.gcd(orig_rate, new_rate)
         self.orig_rate, self.new_rate = orig_rate, new_rate
         self.orig, self.new = orig_rate // g, new_rate // g
-        width = math.ceil(6 * self.orig / (0.99 * min(self.orig, self.new)))  # torchaudio's, filter width 6
+        _, width = sinc_kernels(self.orig, self.new)
         self.context_groups = width // self.orig + 1
         context = self.context_groups * self.orig
         # Input from `context` samples before the next group to emit; zeros before the start, as
-        # torchaudio pads.
+        # the resampler pads.
         self.pending = np.zeros(context, np.float32)
         self.fed = 0
         self.emitted = 0
@@ -196,16 +197,12 @@ class Resampler:
     def finish(self) -> np.ndarray:
         if self.orig == self.new:
             return np.zeros(0, np.float32)
-        total = math.ceil(self.new * self.fed / self.orig)  # torchaudio's output length
+        total = math.ceil(self.new * self.fed / self.orig)  # the resampler's output length
         start = self.context_groups * self.new
         return self._resample(self.pending)[start : start + total - self.emitted]
 
     def _resample(self, samples: np.ndarray) -> np.ndarray:
-        import torch  # here: audio at the model's rate needs no torch
-        import torchaudio.functional as AF
-
-        resampled = AF.resample(torch.from_numpy(np.ascontiguousarray(samples)), self.orig_rate, self.new_rate)
-        return np.ascontiguousarray(resampled.numpy(), dtype=np.float32)
+        return resample(samples, self.orig_rate, self.new_rate)
 
 
 class AudioWindow:

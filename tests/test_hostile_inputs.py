@@ -353,7 +353,6 @@ def test_three_hours_are_transcribed_in_bounded_memory(tiny_model_dir, clip, tmp
 RESAMPLE_IN_LIMITED_MEMORY = """
 import resource, sys
 import numpy as np
-import torchaudio.functional  # the resampler's libraries (asr.audio loads them on first need): not what is bounded
 from asr.audio import prepare_waveform
 mapped = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
 resource.setrlimit(resource.RLIMIT_AS, (mapped + 2**30, resource.RLIM_INFINITY))  # 1 GiB more than now
