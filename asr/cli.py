@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -187,9 +188,11 @@ def add_transcribe(sub: argparse._SubParsersAction) -> None:
                                "nothing (0 to 1; default: the model's)")
     decoding.add_argument("--threads", type=int, help="CPU threads (default: the runtime's)")
     _add_quantize_argument(decoding)
-    decoding.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
-                          help="onnx: ONNX Runtime, without importing torch (attention decoding only; a bundled "
-                               "model's graphs are built once, with torch, into ~/.cache/asr); default torch")
+    decoding.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
+                          help="onnx: ONNX Runtime, without importing torch (attention decoding of Whisper-shaped "
+                               "models on the CPU; a bundled model's graphs are built once, with torch, into "
+                               "~/.cache/asr); torch: PyTorch; auto (default): onnx where it can do what was "
+                               "asked, else torch")
     output = p.add_argument_group("output")
     output.add_argument("--format", "-f", choices=(*FORMATS, "all"), metavar="FORMAT",
                         help=f"txt (default), json (with word time stamps), jsonl (one line per input), srt, vtt, "
@@ -265,6 +268,26 @@ def run_transcribe(args: argparse.Namespace) -> int:
     failed = transcribe_inputs(recognizer, inputs, output, None, longform, progress=not args.quiet,
                                on_error=report, **overrides)
     return 1 if failed or empty_folders else 0
+
+
+def choose_runtime(args: argparse.Namespace) -> str:
+    """`asr transcribe --runtime auto`: "onnx" where ONNX Runtime does what was asked (asr.runtime:
+    attention decoding of a Whisper-shaped model on the CPU, no --stream), else "torch". A model
+    that cannot be read goes to torch, whose loading names the problem."""
+    from asr.model_folder import DEFAULT_MODEL, read_meta, resolve_model
+
+    if args.runtime != "auto":
+        return args.runtime
+    if args.stream or args.device != "cpu" or importlib.util.find_spec("onnxruntime") is None:
+        return "torch"
+    try:
+        meta = read_meta(resolve_model(args.model or DEFAULT_MODEL))
+        decoding = {**(meta.get("decoding") or {}), **_decoding_overrides(args)}
+        whisper_shaped = meta["model"]["encoder"]["subsampling"] == "conv1d2"
+    except (AsrError, KeyError, TypeError):
+        return "torch"
+    fallback = len(decoding.get("temperatures") or [0.0]) > 1
+    return "onnx" if whisper_shaped and decoding.get("mode") == "attention" and not fallback else "torch"
 
 
 def _load_onnx(args: argparse.Namespace, model: str):
@@ -555,6 +578,8 @@ def one_line(err: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # help and usage need no compiled library, and load none
+    if getattr(args, "runtime", None) is not None:
+        args.runtime = choose_runtime(args)
     try:  # before the command touches them; the ONNX Runtime path never loads torch
         check_compiled_dependencies(ONNX_DEPENDENCIES if getattr(args, "runtime", None) == "onnx"
                                     else COMPILED_DEPENDENCIES)

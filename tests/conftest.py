@@ -1,5 +1,6 @@
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,11 @@ from asr.config import DecoderConfig, EncoderConfig, ModelConfig, TrainConfig, f
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
+
+# ONNX graphs that `asr transcribe` builds for a bundled model (its default runtime) go into a folder
+# of this test session's, inherited by the commands tests start, not into the user's cache.
+_CACHE = tempfile.TemporaryDirectory(prefix="asr-test-cache-")
+os.environ["ASR_CACHE_DIR"] = _CACHE.name
 DATA_DIR = Path(os.environ.get("ASR_DATA_DIR", REPO.parent / "shared" / "data"))
 
 

@@ -156,6 +156,9 @@ def load_onnx(name_or_path: str | Path = DEFAULT_MODEL, precision: str = "fp32",
 def build_graphs(folder: Path, graphs: Path) -> None:
     """Exports the model in `folder` into `graphs`, atomically (a concurrent build of the same graphs
     is harmless: the first to finish is kept)."""
+    from asr.environment import check_compiled_dependencies
+
+    check_compiled_dependencies()  # the build, unlike what it builds, needs torch and torchaudio: named if broken
     from asr.checkpoint import load_model_dir  # torch, this once
     from asr.runtime.export import export_onnx
 
