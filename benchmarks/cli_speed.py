@@ -52,7 +52,8 @@ class Command:
 
 def commands(threads: int) -> list[Command]:
     asr = [sys.executable, "-m", "asr.cli", "transcribe", "--threads", str(threads), "--quiet"]
-    return [Command("asr transcribe (torch, fp32)", asr),
+    return [Command("asr transcribe --runtime torch", [*asr, "--runtime", "torch"]),
+            Command("asr transcribe --runtime torch --quantize int8", [*asr, "--runtime", "torch", "--quantize", "int8"]),
             Command("asr transcribe --runtime onnx", [*asr, "--runtime", "onnx"]),
             Command("asr transcribe --runtime onnx --quantize int8", [*asr, "--runtime", "onnx", "--quantize", "int8"]),
             Command("faster-whisper tiny.en int8, beam 5", [sys.executable, "-c", FASTER_WHISPER, str(threads)])]
@@ -96,23 +97,32 @@ def main() -> None:
               f"{len(clips)} clips of commonvoice_en_sample ({seconds:.0f} s of audio), one call. {args.threads} threads. "
               f"Runs per command: {args.repeat}; first run / best of the others. ONNX Runtime has no switch for its "
               "kernels, so its AVX2 rows run its default ones.", "",
-              "| kernels | command | 3 s clip: first s | best s | peak MB | folder: first s | best s | peak MB | RTF | WER % |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "Speed-up: faster-whisper's best time over the command's, on the same kernels, in the same run.", "",
+              "| kernels | command | 3 s clip: first s | best s | peak MB | speed-up | folder: first s | best s | peak MB "
+              "| RTF | speed-up | WER % |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     print("\n".join(report), flush=True)
     with tempfile.TemporaryDirectory(prefix="asr-cli-speed-") as folder:
         cache = {**os.environ, "ASR_CACHE_DIR": str(Path(folder) / "cache"), "HF_HUB_OFFLINE": "1"}
         # Graphs are built once per machine (the first --runtime onnx call); that build is not timed here.
-        timed(commands(args.threads)[1].argv + [str(ONE_CLIP)], cache)
+        onnx = next(c for c in commands(args.threads) if "--runtime" in c.argv)
+        timed(onnx.argv + [str(ONE_CLIP)], cache)
         lines = []
+        best = lambda runs: min(r[0] for r in runs[1:] or runs)  # noqa: E731
         for kernels in args.kernels:
             env = {**cache, **(AVX2 if kernels == "avx2" else {})}
+            runs = {}
             for command in commands(args.threads):
                 one = [timed(command.argv + [str(ONE_CLIP)], env) for _ in range(args.repeat)]
                 many = [timed(command.argv + list(clips), env) for _ in range(args.repeat)]
-                best = lambda runs: min(r[0] for r in runs[1:] or runs)  # noqa: E731
-                line = (f"| {kernels} | {command.name} | {one[0][0]:.2f} | {best(one):.2f} | {max(r[1] for r in one):.0f} | "
-                        f"{many[0][0]:.1f} | {best(many):.1f} | {max(r[1] for r in many):.0f} | "
-                        f"{best(many) / seconds:.3f} | {wer(many[0][2], clips):.1f} |")
+                runs[command.name] = one, many
+                print(f"{kernels} {command.name}: {best(one):.2f} s, {best(many):.1f} s", file=sys.stderr, flush=True)
+            peer_one, peer_many = runs[commands(args.threads)[-1].name]
+            for name, (one, many) in runs.items():
+                line = (f"| {kernels} | {name} | {one[0][0]:.2f} | {best(one):.2f} | {max(r[1] for r in one):.0f} | "
+                        f"{best(peer_one) / best(one):.2f}x | {many[0][0]:.1f} | {best(many):.1f} | "
+                        f"{max(r[1] for r in many):.0f} | {best(many) / seconds:.3f} | {best(peer_many) / best(many):.2f}x | "
+                        f"{wer(many[0][2], clips):.1f} |")
                 print(line, flush=True)
                 lines.append(line)
     if args.out:
