@@ -105,7 +105,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="asr-cli-speed-") as folder:
         cache = {**os.environ, "ASR_CACHE_DIR": str(Path(folder) / "cache"), "HF_HUB_OFFLINE": "1"}
         # Graphs are built once per machine (the first --runtime onnx call); that build is not timed here.
-        onnx = next(c for c in commands(args.threads) if "--runtime" in c.argv)
+        onnx = next(c for c in commands(args.threads) if "onnx" in c.argv)
         timed(onnx.argv + [str(ONE_CLIP)], cache)
         lines = []
         best = lambda runs: min(r[0] for r in runs[1:] or runs)  # noqa: E731
