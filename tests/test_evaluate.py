@@ -7,6 +7,8 @@ import soundfile as sf
 from PIL import Image
 
 from asr.analysis.hallucination import ALL, hallucination_by_kind
+from asr.analysis.noise_sweep import SweepResult
+from asr.analysis.wer_table import WerTable
 from asr.audio import SAMPLE_RATE, load_audio
 from asr.cli import main
 from asr.data.augment import active_speech_power
@@ -117,6 +119,14 @@ def test_hallucination_counts_normalised_words():
     assert (report["babble"].clips, report["babble"].clips_with_words, report["babble"].words) == (2, 1, 2)
     assert report["babble"].share == 0.5 and report["babble"].words_per_clip == 1.0
     assert report[ALL].clips == 3 and report[ALL].share == pytest.approx(1 / 3)
+
+
+def test_a_sweep_without_noise_only_clips_prints_no_hallucination_table(tmp_path):
+    table = WerTable(["babble"], [None], {"a": {}})
+    counted = SweepResult({}, table, {"a": hallucination_by_kind({"b0": "babble"}, {"b0": "hello"})}, {}, tmp_path)
+    none_asked = SweepResult({}, table, {"a": hallucination_by_kind({}, {})}, {}, tmp_path)
+    assert "## Hallucinations" in counted.markdown() and "| a | 100% / 1.00 | 100% / 1.00 |" in counted.markdown()
+    assert "Hallucinations" not in none_asked.markdown() and "## WER" in none_asked.markdown()
 
 
 def test_hallucination_report_of_the_tiny_model(tiny_model_dir, few_digits, data_dir, tmp_path):

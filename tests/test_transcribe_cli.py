@@ -24,7 +24,7 @@ import soundfile as sf
 
 import asr
 from asr.audio import load_audio
-from asr.cli import build_parser, main as cli_main
+from asr.cli import build_parser, choose_runtime, main as cli_main
 from asr.data.augment import active_speech_power, mix_at_snr
 from asr.decoding.result import Word
 from asr.errors import AudioError, ConfigError, VadModelError
@@ -515,6 +515,17 @@ def test_help_is_complete(capsys):
                    "--no-speech-threshold", "--format", "--output-dir", "--output", "--max-line-width",
                    "--max-line-count", "--quiet", "--max-segment", *FORMATS]:
         assert option in out, option
+
+
+def test_the_default_runtime_is_onnx_where_it_can_do_what_was_asked(tiny_model_dir, tmp_path):
+    runtime = lambda *options: choose_runtime(build_parser().parse_args(["transcribe", "a.wav", *options]))  # noqa: E731
+    assert runtime() == "onnx"  # the default model, decoded as it asks (attention)
+    assert runtime("--decode", "attention", "--beam", "3", "--quantize", "int8") == "onnx"
+    assert runtime("--decode", "rescore") == "torch"  # a search the ONNX path lacks
+    assert runtime("--stream") == runtime("--device", "cuda") == "torch"
+    assert runtime("--model", str(tiny_model_dir), "--decode", "attention") == "torch"  # not Whisper-shaped
+    assert runtime("--model", str(tmp_path / "missing")) == "torch"  # whose loading names the problem
+    assert runtime("--runtime", "onnx", "--decode", "rescore") == "onnx"  # asked for: refused by name later
 
 
 def test_bad_files_are_named_one_line_each_and_the_rest_transcribed(tiny_model_dir, clips, tmp_path, capsys):
