@@ -4,8 +4,10 @@
                   -> hidden (B, T', d), ctc_log_probs (B, T', V_ctc),
                      cross_kv (2 * layers, B, heads, T', d_head): each decoder layer's keys, values
     decoder.onnx  tokens (N, n) int64, self_kv (2 * layers, N, heads, past, d_head),
-                  cross_kv (2 * layers, N or 1, heads, T', d_head): with 1, every row reads the same
-                  audio (a beam), and the products broadcast it rather than copy it N times
+                  cross_k_0, cross_v_0, ... cross_v_{layers-1}, each (N or 1, heads, T', d_head): one
+                  input per tensor, so that a step reads them where they lie instead of slicing a
+                  stacked copy; with 1 row, every row reads the same audio (a beam), and the
+                  products broadcast it rather than copy it N times
                   -> logits (N, V) of the last token, self_kv (2 * layers, N, heads, past + n, d_head)
 
 Both wrap the model's own modules (one model definition): the graphs are traces of the layers the
@@ -28,7 +30,7 @@ from torch import Tensor, nn
 from asr.errors import ConfigError
 from asr.model.asr_model import ASRModel
 from asr.model_folder import write_atomic
-from asr.runtime.onnx_model import DECODER_FILE, ENCODER_FILE, FRONTEND_FILE, INT8_SUFFIX
+from asr.runtime.onnx_model import DECODER_FILE, ENCODER_FILE, FRONTEND_FILE, INT8_SUFFIX, cross_input_names
 
 OPSET = 17
 
@@ -49,7 +51,7 @@ class DecoderStepGraph(nn.Module):
         super().__init__()
         self.decoder = model.decoder
 
-    def forward(self, tokens: Tensor, self_kv: Tensor, cross_kv: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, tokens: Tensor, self_kv: Tensor, *cross_kv: Tensor) -> tuple[Tensor, Tensor]:
         past, n = self_kv.shape[3], tokens.shape[1]
         # Positions from tensors, not Python ints, so that the trace keeps them as inputs.
         positions = torch.arange(n) + past
@@ -108,11 +110,12 @@ def export_onnx(model: ASRModel, out: str | Path, frames: int = 3000, quantize: 
                            "cross_kv": {1: "batch"}})
     tokens = torch.tensor([[config.sos_id, *config.decoder_prompt]] * 2)
     self_kv = torch.zeros(2 * layers, 2, heads, 3, d_head)
-    cross_kv = torch.zeros(2 * layers, 1, heads, frames // model.encoder.subsampling.rate, d_head)  # broadcast
-    decoder = _onnx_bytes(DecoderStepGraph(model).eval(), (tokens, self_kv, cross_kv), ["tokens", "self_kv", "cross_kv"],
+    cross = [torch.zeros(1, heads, frames // model.encoder.subsampling.rate, d_head)] * (2 * layers)  # broadcast
+    names = cross_input_names(layers)
+    decoder = _onnx_bytes(DecoderStepGraph(model).eval(), (tokens, self_kv, *cross), ["tokens", "self_kv", *names],
                           ["logits", "new_self_kv"],
                           {"tokens": {0: "rows", 1: "new"}, "self_kv": {1: "rows", 3: "past"},
-                           "cross_kv": {1: "audio_rows", 3: "frames"}, "logits": {0: "rows"},
+                           **{name: {0: "audio_rows", 2: "frames"} for name in names}, "logits": {0: "rows"},
                            "new_self_kv": {1: "rows", 3: "total"}})
     written = []
     for name, data in ((ENCODER_FILE, encoder), (DECODER_FILE, decoder)):

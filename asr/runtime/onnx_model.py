@@ -16,8 +16,13 @@ INT8_SUFFIX = ".int8.onnx"  # the int8 copy of a graph: encoder.int8.onnx
 PRECISIONS = ("fp32", "int8")
 # What export_onnx writes; graphs built into a cache are kept under it, so a release that exports
 # differently builds them afresh. 2: the encoder carries no padding mask; 3: the decoder broadcasts one
-# row of cross-attention keys and values over a beam.
-GRAPHS_VERSION = 3
+# row of cross-attention keys and values over a beam; 4: it takes them as one input per tensor.
+GRAPHS_VERSION = 4
+
+
+def cross_input_names(layers: int) -> list[str]:
+    """The decoder graph's inputs for each layer's cross-attention keys and values, in order."""
+    return [f"cross_{kind}_{i}" for i in range(layers) for kind in ("k", "v")]
 
 
 @dataclass
@@ -53,12 +58,23 @@ class OnnxModel:
         hidden, ctc_log_probs, cross_kv = self.encoder.run(None, {"features": features.astype(np.float32)})
         return Encoded(hidden, ctc_log_probs, cross_kv)
 
-    def step(self, tokens: np.ndarray, self_kv: np.ndarray, cross_kv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def bind_cross(self, cross_kv: np.ndarray) -> dict[str, ort.OrtValue]:
+        """The decoder's cross-attention inputs made from `cross_kv` once, for every step of an
+        utterance: views of its memory, not copies."""
+        cross_kv = np.ascontiguousarray(cross_kv, dtype=np.float32)
+        return {name: ort.OrtValue.ortvalue_from_numpy(cross_kv[i])
+                for i, name in enumerate(cross_input_names(len(cross_kv) // 2))}
+
+    def step(self, tokens: np.ndarray, self_kv: np.ndarray,
+             cross: np.ndarray | dict[str, ort.OrtValue]) -> tuple[np.ndarray, np.ndarray]:
         """Logits (N, V) of each row's last token, and the self-attention cache grown by `tokens` (N, n).
-        `cross_kv` has a row per token row, or one row that they all read."""
-        logits, new_kv = self.decoder.run(None, {"tokens": tokens.astype(np.int64), "self_kv": self_kv,
-                                                 "cross_kv": cross_kv})
-        return logits, new_kv
+        `cross`: `cross_kv` as the encoder gave it, or `bind_cross(cross_kv)`; it has a row per token
+        row, or one row that they all read."""
+        inputs = {"tokens": ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)),
+                  "self_kv": ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(self_kv, dtype=np.float32)),
+                  **(self.bind_cross(cross) if isinstance(cross, np.ndarray) else cross)}
+        logits, new_kv = self.decoder.run_with_ort_values(["logits", "new_self_kv"], inputs)
+        return logits.numpy(), new_kv.numpy()
 
     def empty_cache(self, rows: int, cross_kv: np.ndarray) -> np.ndarray:
         """A self-attention cache with no positions yet, for `rows` decoder rows."""

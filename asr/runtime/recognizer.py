@@ -100,8 +100,10 @@ class OnnxRecognizer:
     def _search(self, cross_kv: np.ndarray, seconds: float, options: DecodingOptions) -> Hypothesis:
         beam = options.beam_size
 
-        def step(tokens: np.ndarray, self_kv: np.ndarray):  # every row reads the one utterance's keys, values
-            return self.model.step(tokens, self_kv, cross_kv)
+        cross = self.model.bind_cross(cross_kv)  # every row reads the one utterance's keys and values
+
+        def step(tokens: np.ndarray, self_kv: np.ndarray):
+            return self.model.step(tokens, self_kv, cross)
 
         max_length = max(1, int(options.max_length_ratio * cross_kv.shape[3]))
         if options.max_tokens_per_second:
