@@ -12,8 +12,8 @@ clips, where the first and last stretch is always noise, it draws more than SINK
 head's attention on average. The sink frames are dropped from the rows, which are renormalised,
 and from the chance level; the table also gives the share the sinks took.
 
-The default model shares every weight of Whisper tiny.en but its CTC head, which decoding does not
-attend with: the script checks that, and so measures both at once.
+Both the default model and Whisper tiny.en imported unchanged are measured, on the same clips;
+where the two hold the same encoder and decoder (the script checks), one table stands for both.
 
     python recipes/unseen_voices/focus.py --out recipes/unseen_voices/FOCUS.md
 """
@@ -103,6 +103,23 @@ def shares(measured, sinks: np.ndarray) -> dict[str, np.ndarray]:
     return {"speech_share": np.mean(speech_share, 0), "chance": np.mean(chance, 0), "sink_share": np.mean(sink_share, 0)}
 
 
+def focus_tables(system: str, results: dict, named: bool) -> str:
+    """Markdown: the share of attention on the voice over all heads, and per layer and head."""
+    names = list(results)
+    normalised = {name: (r["speech_share"] - r["chance"]) / (1 - r["chance"]) for name, r in results.items()}
+    layers, heads = normalised[names[0]].shape
+    summary = [[name, str(r["clips"]), f"{r['chance'].mean():.2f}", f"{r['speech_share'].mean():.2f}",
+                f"{normalised[name].mean():+.2f}", f"{r['sink_share'].mean():.2f}"] for name, r in results.items()]
+    per_head = [[str(layer), str(head), str(int(max(r["sinks"][layer, head].sum() for r in results.values()))),
+                 *(f"{normalised[name][layer, head]:+.2f}" for name in names)]
+                for layer in range(layers) for head in range(heads)]
+    title = f" ({system})" if named else ""
+    return (f"## Over all heads{title}\n\n" + markdown_table(
+        ["condition", "clips", "chance", "on speech", "normalised", "sink share"], summary) +
+        f"\n\n## Normalised share per layer and head{title}\n\n" + markdown_table(
+        ["layer", "head", "sink frames", *names], per_head))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
@@ -115,37 +132,29 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    recognizer = asr.load_model()
-    unchanged = asr.load_model(Path("exp/whisper_ctc/whisper_tiny_en")) if Path("exp/whisper_ctc/whisper_tiny_en").is_dir() \
-        else None
-    same = unchanged is not None and same_attention_weights(recognizer.model, unchanged.model)
+    default = asr.load_model()
+    tiny_dir = Path("exp/whisper_ctc/whisper_tiny_en")
+    unchanged = asr.load_model(tiny_dir) if tiny_dir.is_dir() else None
+    same = unchanged is not None and same_attention_weights(default.model, unchanged.model)
+    systems = {"default": default, **({"tiny.en unchanged": unchanged} if unchanged is not None and not same else {})}
     utterances = read_manifest(args.manifest)[: args.clips]
     speech = [load_audio(u.audio, RATE) for u in utterances]
-    results = {}
+    results = {system: {} for system in systems}
     for kind in args.kinds.split(","):
         bank = NoiseBank.from_manifests([args.data_dir / "noise" / "manifest.jsonl"], TEST, kinds=[kind])
         for snr in [float(s) for s in args.snrs.split(",")]:
             rng = np.random.default_rng([int(snr * 10) + 1000, len(kind)])
-            measured = measure(recognizer, [surrounded(s, bank, snr, rng) for s in speech])
-            sinks = sink_positions(measured)
-            results[f"{kind} {snr:g} dB"] = {**shares(measured, sinks), "clips": len(measured), "sinks": sinks}
+            clips = [surrounded(s, bank, snr, rng) for s in speech]  # the same noisy clips for every system
+            for system, recognizer in systems.items():
+                measured = measure(recognizer, clips)
+                sinks = sink_positions(measured)
+                results[system][f"{kind} {snr:g} dB"] = {**shares(measured, sinks), "clips": len(measured), "sinks": sinks}
             print(f"{kind} {snr:g} dB: done", file=sys.stderr, flush=True)
-    names = list(results)
-    normalised = {name: (r["speech_share"] - r["chance"]) / (1 - r["chance"]) for name, r in results.items()}
-    layers, heads = normalised[names[0]].shape
-    summary = [[name, str(r["clips"]), f"{r['chance'].mean():.2f}", f"{r['speech_share'].mean():.2f}",
-                f"{normalised[name].mean():+.2f}", f"{r['sink_share'].mean():.2f}"] for name, r in results.items()]
-    per_head = [[str(layer), str(head), str(int(max(r["sinks"][layer, head].sum() for r in results.values()))),
-                 *(f"{normalised[name][layer, head]:+.2f}" for name in names)]
-                for layer in range(layers) for head in range(heads)]
-    tables = ("## Over all heads\n\n" + markdown_table(
-        ["condition", "clips", "chance", "on speech", "normalised", "sink share"], summary) +
-        "\n\n## Normalised share per layer and head\n\n" + markdown_table(
-        ["layer", "head", "sink frames", *names], per_head))
+    tables = "\n\n".join(focus_tables(system, by_condition, len(systems) > 1) for system, by_condition in results.items())
     Path("exp/unseen_voices").mkdir(parents=True, exist_ok=True)
     Path("exp/unseen_voices/focus.json").write_text(json.dumps(
-        {name: {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()} for name, r in results.items()},
-        indent=1) + "\n")
+        {system: {name: {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()}
+                  for name, r in by_condition.items()} for system, by_condition in results.items()}, indent=1) + "\n")
     revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     head = [
         "# Cross-attention on the voice, with noise around it, per layer and head", "",
@@ -153,7 +162,9 @@ def main() -> None:
         f"`{args.manifest}`, each in the middle of held-out noise as long as itself.", "",
         ("The default model and Whisper tiny.en unchanged hold the same encoder and decoder weights "
          "(checked by this script): one set of numbers stands for both." if same else
-         "The unchanged model was not found (exp/whisper_ctc/whisper_tiny_en) or differs: these are the default's."),
+         "The default model and Whisper tiny.en unchanged (exp/whisper_ctc/whisper_tiny_en), on the same noisy clips."
+         if unchanged is not None else
+         "The unchanged model was not found (exp/whisper_ctc/whisper_tiny_en): these are the default's."),
         "",
         "chance: share of the (non-sink) frames that hold speech; on speech: share of the decoder's attention "
         "on them; normalised: (on speech - chance) / (1 - chance), 0 for attention blind to the voice, 1 for "
