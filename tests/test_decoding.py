@@ -282,7 +282,7 @@ def two_digit_clips(data_dir: Path, folder: Path) -> list[Clip]:
 
 @pytest.fixture(scope="module")
 def digits(data_dir, tmp_path_factory) -> Digits:
-    """A tiny model that memorises 10 two-digit clips (about 15 s of one CPU core).
+    """A tiny model that memorises 10 two-digit clips (about 20 s of one CPU core).
 
     Its encoder has no self-attention layers and no absolute positions added (relative ones live
     only in self-attention), so each frame's CTC posterior depends only on the ~85 ms of audio
@@ -297,7 +297,7 @@ def digits(data_dir, tmp_path_factory) -> Digits:
         folder / "exp", [write_manifest(rows, folder / "train.jsonl")],
         model={"ctc_weight": 0.6, "encoder": {"num_layers": 0, "positional": "rel"}},
         data={"dev": [], "max_batch_seconds": 4.0},
-        optim={"max_epochs": 80, "lr": 0.005, "warmup_steps": 20},
+        optim={"max_epochs": 120, "lr": 0.005, "warmup_steps": 20},
     )
     model_dir = train(config)
     sf.write(folder / "silence.wav", np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)
