@@ -1,7 +1,7 @@
 """Noise training that forgets nothing: the unchanged tiny.en, hearing the clean audio, teaches a
 student that hears it in noise.
 
-The teacher is the shipped default (Whisper tiny.en unchanged, with its CTC head). For every
+The teacher is Whisper tiny.en unchanged, with its CTC head (gate_head.py). For every
 training window it encodes the clean audio and transcribes it (greedy), so no transcript is needed
 and any voice can be used. The student, initialised as the teacher, has its encoder trained while
 the decoder and CTC head stay frozen, so everything the decoder knows about language is kept and
