@@ -25,7 +25,7 @@ import random
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
 
