@@ -99,7 +99,6 @@ class OnnxRecognizer:
 
     def _search(self, cross_kv: np.ndarray, seconds: float, options: DecodingOptions) -> Hypothesis:
         beam = options.beam_size
-
         cross = self.model.bind_cross(cross_kv)  # every row reads the one utterance's keys and values
 
         def step(tokens: np.ndarray, self_kv: np.ndarray):
