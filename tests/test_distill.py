@@ -13,6 +13,9 @@ from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "recipes" / "whisper_ctc"))
 import distill  # noqa: E402
+import speech_rate  # noqa: E402
+from asr.data.manifest import Utterance  # noqa: E402
+from asr.model_folder import read_description, resolve_model  # noqa: E402
 
 CLIPS = [str(p) for p in sorted((REPO / "audio_samples").glob("*.flac"))]
 
@@ -52,3 +55,16 @@ def test_only_the_encoder_trains(teacher):
     assert {id(p) for p in params} == {id(p) for p in student.encoder.parameters()}
     assert not any(p.requires_grad for p in student.decoder.parameters())
     assert not any(p.requires_grad for p in student.ctc.parameters())
+
+
+def test_the_token_cap_counts_tokens_as_the_decoder_writes_them_and_leaves_room_over_the_fastest_speech():
+    _, _, tokenizer = read_description(resolve_model("whisper-tiny-ctc"))
+    shouted = Utterance("a", "/data/speech/ocean/a.flac", "WE CALL IT BEAR", 2.0)
+    written = Utterance("b", "/data/speech/ocean/b.flac", "We call it bear", 2.0)
+    short = Utterance("c", "/data/speech/lj/c.flac", "We call it bear", 0.5)  # counted over one second
+    rates = speech_rate.tokens_per_second([shouted, written, short], tokenizer)
+    assert sorted(rates) == ["lj", "ocean"]
+    assert rates["ocean"][0] == rates["ocean"][1] == len(tokenizer.encode(" We call it bear")) / 2.0
+    assert rates["lj"][0] == 2 * rates["ocean"][0]
+    cap = speech_rate.token_cap(rates)
+    assert cap == float(int(cap)) and rates["lj"][0] * speech_rate.MARGIN <= cap < rates["lj"][0] * speech_rate.MARGIN + 1

@@ -50,6 +50,7 @@ from asr.data.manifest import read_manifest
 from asr.decoding.beam_search import beam_search
 
 from gate_head import TEACHER, calibrate_gate, speech_sets, training_noise  # the same voices, dev speakers, gate
+from speech_rate import token_cap, tokens_per_second
 
 log = logging.getLogger("distill")
 SAMPLE_RATE = 16000
@@ -186,7 +187,8 @@ def train(args, teacher, student, paths: list[str], augmenter, exp: Path) -> Non
 def export(args, student, tokenizer, meta: dict, data_dir: Path, exp: Path) -> None:
     """Writes the latest checkpoint as a model folder, with its no-speech gate recalibrated: the
     student's encoder moved, so the teacher's CTC head reads it a little differently. Calibrated as
-    gate_head.py calibrates (the same development speakers and training noise, the same share kept)."""
+    gate_head.py calibrates (the same development speakers and training noise, the same share kept).
+    Its decoding is capped at speech_rate.py's tokens per second of the training voices."""
     latest = load_latest_checkpoint(exp / "checkpoints")
     if latest is None:
         raise SystemExit(f"no checkpoint in {exp / 'checkpoints'}")
@@ -199,7 +201,9 @@ def export(args, student, tokenizer, meta: dict, data_dir: Path, exp: Path) -> N
     staged = save_model(student, tokenizer, exp / "uncalibrated", info, chars, meta.get("decoding"), "tiny.en", True)
     train, dev = speech_sets(data_dir, GATE_UTTERANCES_PER_SPEAKER, args.dev_speakers, args.seed)
     gate = calibrate_gate(staged, dev, training_noise(data_dir, train, args.seed), data_dir, args.seed, args.keep)
-    decoding = {**meta.get("decoding", {}), "no_speech_threshold": round(gate["no_speech_threshold"], 4)}
+    everything, _ = speech_sets(data_dir, 10**6, args.dev_speakers, args.seed)
+    decoding = {**meta.get("decoding", {}), "no_speech_threshold": round(gate["no_speech_threshold"], 4),
+                "max_tokens_per_second": token_cap(tokens_per_second(everything, tokenizer))}
     print(save_model(student, tokenizer, args.export, {**info, "gate": gate}, chars, decoding, "tiny.en", True))
 
 
