@@ -1,7 +1,7 @@
 """Multi-head attention that can hand back its weights.
 
 Without weights requested, attention runs through `scaled_dot_product_attention` (the
-fused fast path); with them, it computes the softmax explicitly in the same pass.
+fused fast path); with them, and in an ONNX export, it computes the softmax explicitly.
 Masks are boolean and broadcast to (batch, heads, queries, keys); True means "may attend".
 """
 
@@ -20,20 +20,24 @@ def attend(
     bias: Optional[Tensor] = None,
 ) -> tuple[Tensor, Optional[Tensor]]:
     """q (B,H,Tq,dk), k/v (B,H,Tk,dk) -> context (B,H,Tq,dk) and weights (B,H,Tq,Tk) or None."""
-    if not need_weights:
+    if not need_weights and not torch.onnx.is_in_onnx_export():
         attn_mask = mask
         if bias is not None:
             attn_mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout), None
-    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    # The query is scaled, not the scores nor (as scaled_dot_product_attention's ONNX form does) the
+    # keys: an exported decoder step then reads the cached keys through one product that ONNX Runtime
+    # fuses with their transpose, rather than scaling and transposing every key at every step.
+    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)
     if bias is not None:
         scores = scores + bias
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-    weights = torch.nan_to_num(weights, nan=0.0)  # rows with no key to attend to
-    context = F.dropout(weights, p=dropout) @ v
-    return context, weights
+    if need_weights:  # else an export, where every row has a key to attend to (a token sees itself)
+        weights = torch.nan_to_num(weights, nan=0.0)  # rows with no key to attend to
+    context = (F.dropout(weights, p=dropout) if dropout else weights) @ v
+    return context, weights if need_weights else None
 
 
 class MultiHeadAttention(nn.Module):

@@ -85,9 +85,11 @@ def frontend_arrays(model: ASRModel) -> dict[str, np.ndarray]:
 def _onnx_bytes(module: nn.Module, args: tuple, names: list[str], outputs: list[str], axes: dict) -> bytes:
     buffer = io.BytesIO()
     # The TorchScript exporter: it traces the modules as they run, with no extra package beyond onnx
-    # (torch's newer exporter needs onnxscript); its deprecation notice is not the user's business.
+    # (torch's newer exporter needs onnxscript); its deprecation notice is not the user's business, nor
+    # its warning that sizes read from shapes (attention's head width) become constants: they are.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(module, args, buffer, dynamo=False, opset_version=OPSET, input_names=names,
                           output_names=outputs, dynamic_axes=axes)
     return buffer.getvalue()
