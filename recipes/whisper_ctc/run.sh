@@ -10,8 +10,9 @@
 # (gate_head.py; the default from git 3ad3279 to the student). Stage 4: the unseen-voices benchmark
 # of the shipped default (run it again after stage 7). Stages 5-7, noise training that keeps the
 # teacher (distill.py): 5 trains the student's encoder (resumable; about 80 minutes on 2 cores),
-# writes it with its gate recalibrated, and writes FORGETTING.md; 6 sets it against the teacher and
-# faster-whisper on the unseen voices (DISTILL_RESULTS.md; needs stage 4's noisy audio and peers);
+# writes it with its gate recalibrated and its transcripts capped (SPEECH_RATE.md), and writes
+# FORGETTING.md; 6 sets it against the teacher and faster-whisper on the unseen voices
+# (DISTILL_RESULTS.md; needs stage 4's noisy audio and peers);
 # 7 ships it as the default, asr/models/whisper-tiny-ctc.
 # Run from the repository root. CPU only: stage 1 takes about an hour and a quarter on 2 cores,
 # stage 3 about an hour.
@@ -65,6 +66,8 @@ if run 5; then
   python $recipe/distill.py --data-dir "$data_dir" --exp $distill --teacher $teacher --steps 400 --lr 3e-5 \
     --threads $threads
   python $recipe/distill.py --data-dir "$data_dir" --exp $distill --teacher $teacher --export $distill/model
+  python $recipe/speech_rate.py --data-dir "$data_dir" --model $distill/model --threads $threads \
+    --out $recipe/SPEECH_RATE.md   # the export's token cap, and what it does on development speakers
   python $recipe/forgetting.py --data-dir "$data_dir" --exp $distill --teacher $teacher --threads $threads \
     --out $recipe/FORGETTING.md
 fi
