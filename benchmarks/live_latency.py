@@ -41,6 +41,8 @@ from machine import REPO, machine
 import asr
 from asr.analysis.bootstrap import speaker_clusters, wer_difference_interval, wer_interval
 from asr.audio import load_audio
+from asr.cli import apply_overrides
+from asr.config import from_dict, to_dict
 from asr.data.manifest import read_manifest
 from asr.live import Final, LiveConfig, LiveRecognizer, Partial
 from asr.scoring import score_utterance
@@ -146,22 +148,22 @@ def latency_part(recognizer, manifests: list[Path], clips: int, config: LiveConf
             "partials_with_stable_words": with_stable, "of_them_revised_by_the_final": revised}
 
 
-def stream_finals(recognizer, clip: np.ndarray) -> str:
-    live = LiveRecognizer(recognizer, LiveConfig())
+def stream_finals(recognizer, clip: np.ndarray, config: LiveConfig) -> str:
+    live = LiveRecognizer(recognizer, config)
     chunk = RATE // 2
     events = [e for start in range(0, len(clip), chunk) for e in live.feed(clip[start : start + chunk])]
     events += live.finish()
     return " ".join(e.text for e in events if isinstance(e, Final) and e.text)
 
 
-def accuracy_part(recognizer, manifest: Path) -> dict:
+def accuracy_part(recognizer, manifest: Path, config: LiveConfig) -> dict:
     rows = read_manifest(manifest)
     offline, streamed = [], []
     for number, row in enumerate(rows, 1):
         clip = load_audio(row.audio, RATE)
         ref = normalize(row.text)
         offline.append(score_utterance(row.id, ref, normalize(recognizer.transcribe(clip).text), row.speaker))
-        streamed.append(score_utterance(row.id, ref, normalize(stream_finals(recognizer, clip)), row.speaker))
+        streamed.append(score_utterance(row.id, ref, normalize(stream_finals(recognizer, clip, config)), row.speaker))
         if number % 25 == 0:
             print(f"accuracy {manifest}: {number}/{len(rows)}", file=sys.stderr, flush=True)
     clusters = speaker_clusters([r.id for r in rows], [r.speaker for r in rows])
@@ -216,18 +218,21 @@ def main() -> None:
     parser.add_argument("--accuracy", nargs="*", type=Path,
                         default=[UNSEEN / "speechocean762_test.jsonl", UNSEEN / "commonvoice.jsonl"],
                         help="manifests for the accuracy part (none: no accuracy part)")
+    parser.add_argument("--live", action="append", default=[], metavar="KEY=VALUE",
+                        help="a LiveConfig field other than its default, e.g. --live commit_after=2 or "
+                             "--live vad.min_silence_seconds=0.3 (repeatable; choose them on development speakers)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "runs" / "live")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     recognizer = asr.load_model(args.model)
-    config = LiveConfig()
+    config = from_dict(LiveConfig, apply_overrides(to_dict(LiveConfig()), args.live))
     results = {"command": "python " + " ".join(sys.argv), "machine": machine(), "model": args.model,
                "threads": args.threads, "config": repr(config)}
     recognizer.transcribe(np.zeros(RATE, np.float32))  # warm-up
     if args.latency_clips:
         results["latency"] = latency_part(recognizer, args.latency_manifest, args.latency_clips, config)
-    results["accuracy"] = [accuracy_part(recognizer, manifest) for manifest in args.accuracy]
+    results["accuracy"] = [accuracy_part(recognizer, manifest, config) for manifest in args.accuracy]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.out / "RESULTS.md").write_text(markdown(results))

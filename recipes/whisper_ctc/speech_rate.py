@@ -25,7 +25,6 @@ from asr.data.manifest import Utterance
 from asr.tokenizer import Tokenizer
 
 MARGIN = 1.5  # over the fastest training transcript: a fast unseen speaker keeps every word
-SNRS = (5.0, 0.0)
 
 
 def tokens_per_second(utterances: list[Utterance], tokenizer: Tokenizer) -> dict[str, np.ndarray]:
@@ -54,33 +53,19 @@ def rates_table(rates: dict[str, np.ndarray]) -> list[str]:
 
 def dev_check(model: str, dev: list[Utterance], train: list[Utterance], data_dir: Path, cap: float,
               seed: int) -> list[str]:
-    """WER on the development speakers, without and with the cap, in training noise at 5 and 0 dB:
-    babble of 1-4 training voices, and the noise bank's training recordings (its music and street
-    recordings are all in the test split)."""
+    """WER on the development speakers in training noise at 5 and 0 dB (dev_noise.py), decoded
+    without and with the cap."""
     from asr.audio import load_audio
-    from asr.data.augment import fit_to_length, make_babble, mix_at_snr
-    from asr.data.noise import TRAIN, NoiseBank
     from asr.recognizer import load_model
     from asr.scoring import score
+    from dev_noise import KINDS, SNRS, mixtures
 
     recognizer = load_model(model)
     clean = [load_audio(u.audio) for u in dev]
-    bank = NoiseBank.from_manifests([data_dir / "noise" / "manifest.jsonl"], TRAIN)
-    voices = [u.audio for u in train]
-
-    def noise_for(kind: str, length: int, rng: np.random.Generator) -> np.ndarray:
-        if kind == "babble":
-            picks = rng.choice(len(voices), size=int(rng.integers(1, 5)), replace=False)
-            return make_babble([load_audio(voices[int(i)]) for i in picks], length, rng)
-        return fit_to_length(bank.choose(rng)[1], length, rng)
-
     lines = ["| condition | cap | WER % | insertions | transcripts at the cap |", "|---|---|---|---|---|"]
-    for k, kind in enumerate(("babble", "noise")):
+    for kind in KINDS:
         for snr in SNRS:
-            noisy = []
-            for i, speech in enumerate(clean):
-                rng = np.random.default_rng([seed, k, int(snr), i])
-                noisy.append(mix_at_snr(speech, noise_for(kind, len(speech), rng), snr))
+            noisy = mixtures(clean, [u.audio for u in train], data_dir, kind, snr, seed)
             for limit in (0.0, cap):
                 results = recognizer.transcribe_batch(noisy, batch_size=4, max_tokens_per_second=limit)
                 view = score([(u.id, u.text, r.text) for u, r in zip(dev, results)])

@@ -1,0 +1,88 @@
+"""Development speakers in training noise at fixed SNRs: where settings are chosen (the token cap,
+the live recognizer's commit rule), on voices and noise that no test holds.
+
+The speakers are gate_head.speech_sets' development speakers (speechocean762 train-split speakers no
+training used). The noise is babble of 1-4 training voices, or a recording of the noise bank's
+training split (its music and street recordings are all in the test split). A mixture depends on
+the seed, the condition and the utterance's place alone.
+
+    python recipes/whisper_ctc/dev_noise.py --out exp/dev_noise    # clean.jsonl, babble_5.jsonl, ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from asr.audio import load_audio
+from asr.data.augment import fit_to_length, make_babble, mix_at_snr
+from asr.data.manifest import Utterance
+from asr.data.noise import TRAIN, NoiseBank
+
+KINDS = ("babble", "noise")
+SNRS = (5.0, 0.0)
+SAMPLE_RATE = 16000
+
+
+def mixtures(clean: list[np.ndarray], voices: list[str], data_dir: Path, kind: str, snr: float,
+             seed: int) -> list[np.ndarray]:
+    """Each of `clean` mixed at `snr` dB with noise of `kind` (KINDS): babble of 1-4 of `voices`
+    (audio files of training utterances) or a training-split noise recording."""
+    bank = NoiseBank.from_manifests([data_dir / "noise" / "manifest.jsonl"], TRAIN)
+    k = KINDS.index(kind)
+    mixed = []
+    for i, speech in enumerate(clean):
+        rng = np.random.default_rng([seed, k, int(snr), i])
+        if kind == "babble":
+            picks = rng.choice(len(voices), size=int(rng.integers(1, 5)), replace=False)
+            noise = make_babble([load_audio(voices[int(p)]) for p in picks], len(speech), rng)
+        else:
+            noise = fit_to_length(bank.choose(rng)[1], len(speech), rng)
+        mixed.append(mix_at_snr(speech, noise, snr))
+    return mixed
+
+
+def write_set(out: Path, name: str, utterances: list[Utterance], audio: list[np.ndarray]) -> Path:
+    """`audio` as 16-bit WAV files under out/name/, and out/name.jsonl naming them."""
+    import soundfile as sf
+
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for utt, samples in zip(utterances, audio):
+        path = folder / f"{utt.id}.wav"
+        peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
+        sf.write(path, samples / peak * 0.99 if peak > 0.99 else samples, SAMPLE_RATE, subtype="PCM_16")
+        rows.append({"id": utt.id, "audio": str(path.resolve()), "text": utt.text,
+                     "duration": round(len(samples) / SAMPLE_RATE, 3), "speaker": utt.speaker})
+    manifest = out / f"{name}.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return manifest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--per-speaker", type=int, default=10)
+    parser.add_argument("--dev-speakers", type=int, default=10, help="as gate_head.py and distill.py")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("exp/dev_noise"))
+    args = parser.parse_args()
+
+    from gate_head import speech_sets
+
+    data_dir = Path(args.data_dir)
+    train, dev = speech_sets(data_dir, args.per_speaker, args.dev_speakers, args.seed)
+    clean = [load_audio(u.audio) for u in dev]
+    print(write_set(args.out, "clean", dev, clean))
+    for kind in KINDS:
+        for snr in SNRS:
+            mixed = mixtures(clean, [u.audio for u in train], data_dir, kind, snr, args.seed)
+            print(write_set(args.out, f"{kind}_{snr:g}", dev, mixed))
+
+
+if __name__ == "__main__":
+    main()
