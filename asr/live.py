@@ -47,7 +47,10 @@ FORGET_STEP_SECONDS = 1.0
 @dataclass(frozen=True)
 class LiveConfig:
     vad: VadConfig = field(default_factory=VadConfig)  # endpoints: a pause of vad.min_silence_seconds
-    partial_every_seconds: float = 0.5  # decode the open utterance at every multiple of this in the stream
+    # Decode the open utterance at every multiple of this in the stream. On development speakers
+    # (recipes/whisper_ctc/dev_noise.py) 0.4 s against 0.5 s: words final after 1.29 s instead of
+    # 1.57 s (median), the same CPU per second of audio, and streaming WER within 5 errors of 704.
+    partial_every_seconds: float = 0.4
     partial_shortest_seconds: float = 0.3  # but not before it is this long (pre-roll included)
     partial_beam_size: int = 1  # the partial search's beam; finals use the model's settings
     # A model that reads a fixed window (Whisper's 30 s) reads a partial up to this long padded to
