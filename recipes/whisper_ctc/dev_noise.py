@@ -21,6 +21,7 @@ from asr.audio import load_audio
 from asr.data.augment import fit_to_length, make_babble, mix_at_snr
 from asr.data.manifest import Utterance
 from asr.data.noise import TRAIN, NoiseBank
+from asr.noisy import PEAK
 
 KINDS = ("babble", "noise")
 SNRS = (5.0, 0.0)
@@ -55,7 +56,7 @@ def write_set(out: Path, name: str, utterances: list[Utterance], audio: list[np.
     for utt, samples in zip(utterances, audio):
         path = folder / f"{utt.id}.wav"
         peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
-        sf.write(path, samples / peak * 0.99 if peak > 0.99 else samples, SAMPLE_RATE, subtype="PCM_16")
+        sf.write(path, samples * (PEAK / peak) if peak > PEAK else samples, SAMPLE_RATE, subtype="PCM_16")
         rows.append({"id": utt.id, "audio": str(path.resolve()), "text": utt.text,
                      "duration": round(len(samples) / SAMPLE_RATE, 3), "speaker": utt.speaker})
     manifest = out / f"{name}.jsonl"

@@ -50,7 +50,7 @@ from asr.data.manifest import read_manifest
 from asr.decoding.beam_search import beam_search
 
 from gate_head import TEACHER, calibrate_gate, speech_sets, training_noise  # the same voices, dev speakers, gate
-from speech_rate import token_cap, tokens_per_second
+from speech_rate import token_cap, training_rates
 
 log = logging.getLogger("distill")
 SAMPLE_RATE = 16000
@@ -201,9 +201,9 @@ def export(args, student, tokenizer, meta: dict, data_dir: Path, exp: Path) -> N
     staged = save_model(student, tokenizer, exp / "uncalibrated", info, chars, meta.get("decoding"), "tiny.en", True)
     train, dev = speech_sets(data_dir, GATE_UTTERANCES_PER_SPEAKER, args.dev_speakers, args.seed)
     gate = calibrate_gate(staged, dev, training_noise(data_dir, train, args.seed), data_dir, args.seed, args.keep)
-    everything, _ = speech_sets(data_dir, 10**6, args.dev_speakers, args.seed)
+    cap = token_cap(training_rates(data_dir, tokenizer, args.dev_speakers, args.seed))
     decoding = {**meta.get("decoding", {}), "no_speech_threshold": round(gate["no_speech_threshold"], 4),
-                "max_tokens_per_second": token_cap(tokens_per_second(everything, tokenizer))}
+                "max_tokens_per_second": cap}
     print(save_model(student, tokenizer, args.export, {**info, "gate": gate}, chars, decoding, "tiny.en", True))
 
 

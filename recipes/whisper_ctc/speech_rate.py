@@ -39,6 +39,14 @@ def tokens_per_second(utterances: list[Utterance], tokenizer: Tokenizer) -> dict
     return {corpus: np.array(values) for corpus, values in sorted(rates.items())}
 
 
+def training_rates(data_dir: Path, tokenizer: Tokenizer, dev_speakers: int, seed: int) -> dict[str, np.ndarray]:
+    """tokens_per_second of every transcribed training utterance (gate_head.speech_sets)."""
+    from gate_head import speech_sets
+
+    train, _ = speech_sets(data_dir, per_speaker=1000, dev_speakers=dev_speakers, seed=seed)
+    return tokens_per_second(train, tokenizer)
+
+
 def token_cap(rates: dict[str, np.ndarray]) -> float:
     """MARGIN times the fastest rate, rounded up to a whole token per second."""
     return float(math.ceil(MARGIN * max(float(r.max()) for r in rates.values())))
@@ -94,8 +102,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data_dir = Path(args.data_dir)
     _, _, tokenizer = read_description(resolve_model(args.model))
-    train, _ = speech_sets(data_dir, 10**6, args.dev_speakers, args.seed)  # every training utterance
-    rates = tokens_per_second(train, tokenizer)
+    train, _ = speech_sets(data_dir, per_speaker=1000, dev_speakers=args.dev_speakers, seed=args.seed)
+    rates = tokens_per_second(train, tokenizer)  # as training_rates, with the utterances kept for babble
     cap = token_cap(rates)
     print(f"max_tokens_per_second: {cap:g}")
     if args.out is None:
