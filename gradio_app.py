@@ -85,6 +85,7 @@ RECORDED_NOISE = ("babble", "music", "street")  # test-split recordings of the n
 GENERATED_NOISE = "white"  # made on the spot, so always available
 NOISE_SEED = 0  # the same input and settings always get the same stretch of noise
 MEAN = "mean"  # layer or head choice: average over all of them
+ENROLLMENTS_KEPT = 8  # voice embeddings kept by file, so that toggling or re-recognising does not redo them
 LIVE_EVERY_SECONDS = 0.25  # the browser sends the live microphone's audio in pieces this long
 LIVE_CLOSE_SECONDS = 60.0  # at the end of a recording, the longest wait for the recognizer to catch up
 MAX_UPLOAD = "100mb"  # refused before it is stored; a minute of 48 kHz stereo WAV is 11 MB
@@ -198,6 +199,7 @@ class Demo:
         self._models = {settings.model: load_model(settings.model)}  # AsrError if the first one cannot load
         self._models[settings.model].quantized()  # the live microphone's partials: made now, not in the first stream
         self._noise: dict[tuple[str, int], NoiseBank] = {}
+        self._enrolled: dict[tuple[int, str], tuple[float, ...]] = {}
         self.noise_manifest = settings.noise_dir / "manifest.jsonl"
         recorded = []
         if self.noise_manifest.is_file():
@@ -229,18 +231,23 @@ class Demo:
         cross_head: str = MEAN,
         encoder_layer: str = MEAN,
         encoder_head: str = MEAN,
+        enrollment: Optional[str] = None,
+        follow_enrolled: bool = True,
     ) -> Outputs:
         """Transcribes an audio file, after adding `noise` at `snr_db` unless it is "none".
 
         `mode`, `beam_size` and `ctc_weight` default to the model's own decoding settings; the four
         layer and head choices ("mean", or an index from 0) pick the attention the plots show.
+        `enrollment`: a recording of the person to follow over other talkers, used while
+        `follow_enrolled` (the page's toggle, to compare with and without it).
         Raises gr.Error with a message for the page on input it cannot use.
         """
         recognizer = self.recognizer(model or self.settings.model)
         clean = self._read(audio, recognizer.sample_rate)
         heard = clean if noise == NO_NOISE else self._add_noise(clean, noise, snr_db, recognizer.sample_rate)
         overrides = {"mode": mode, "beam_size": None if beam_size is None else int(beam_size),
-                     "ctc_weight": ctc_weight}
+                     "ctc_weight": ctc_weight,
+                     "speaker": self._speaker(recognizer, enrollment) if enrollment and follow_enrolled else None}
         started = time.perf_counter()
         try:
             result = recognizer.transcribe(heard, return_attention=True,
@@ -255,13 +262,14 @@ class Demo:
 
     def listen(self, chunk: Optional[tuple[int, np.ndarray]], session: Optional[LiveSession], model: Optional[str],
                cross_layer: str = MEAN, cross_head: str = MEAN, encoder_layer: str = MEAN,
-               encoder_head: str = MEAN) -> tuple:
+               encoder_head: str = MEAN, enrollment: Optional[str] = None, follow_enrolled: bool = True) -> tuple:
         """One piece of the live microphone: the transcript so far, the session, and for an utterance
         that has finished since, what Recognize shows for it (else no change to those outputs)."""
         if session is None:
             recognizer = self.recognizer(model or self.settings.model)
             selectors = (cross_layer, cross_head, encoder_layer, encoder_head)
-            session = LiveSession(LiveRecognizer(recognizer, return_attention=True),
+            speaker = {"speaker": self._speaker(recognizer, enrollment)} if enrollment and follow_enrolled else {}
+            session = LiveSession(LiveRecognizer(recognizer, return_attention=True, **speaker),
                                   lambda final: self._final_outputs(recognizer, final, selectors))
         if chunk is not None:
             session.put(chunk[1], chunk[0])
@@ -331,6 +339,19 @@ class Demo:
             gr.update(choices=_choices(config.encoder.num_layers), value=MEAN),
             gr.update(choices=_choices(config.encoder.num_heads), value=MEAN),
         )
+
+    def _speaker(self, recognizer: Recognizer, enrollment: str) -> tuple[float, ...]:
+        """The enrolled voice's embedding, for DecodingOptions.speaker (the last few kept by file)."""
+        key = (id(recognizer), enrollment)
+        if key not in self._enrolled:
+            try:
+                embedding = recognizer.enroll(self._read(enrollment, recognizer.sample_rate))
+            except AsrError as err:
+                raise _error(f"Cannot enroll that voice: {err}") from None
+            while len(self._enrolled) >= ENROLLMENTS_KEPT:
+                self._enrolled.pop(next(iter(self._enrolled)))
+            self._enrolled[key] = embedding
+        return self._enrolled[key]
 
     def _read(self, audio: Optional[str], sample_rate: int) -> np.ndarray:
         if not audio:
@@ -405,6 +426,11 @@ def build_app(demo: Demo) -> gr.Blocks:
                                      info="held-out recordings, or generated white noise")
                     snr = gr.Slider(-10, 30, value=5, step=1, label="SNR (dB)",
                                     info="speech power over noise power")
+                with gr.Accordion("Focus on one voice", open=False):
+                    enrollment = gr.Audio(sources=["microphone", "upload"], type="filepath", elem_id="enroll-audio",
+                                          label="The voice to follow: a few seconds of that person speaking")
+                    follow = gr.Checkbox(value=True, elem_id="follow-enrolled",
+                                         label="Follow the enrolled voice (untick to compare without it)")
                 with gr.Accordion("Model and decoding", open=False):
                     model = gr.Dropdown(models, value=settings.model, label="Model (name or folder)",
                                         allow_custom_value=settings.custom_models)
@@ -444,11 +470,11 @@ def build_app(demo: Demo) -> gr.Blocks:
 
         selectors = [cross_layer, cross_head, encoder_layer, encoder_head]
         # One model at a time: recognition and model loading share a queue of concurrency one.
-        button.click(demo.recognize, [audio, model, mode, beam, ctc_weight, noise, snr, *selectors],
+        button.click(demo.recognize, [audio, model, mode, beam, ctc_weight, noise, snr, *selectors, enrollment, follow],
                      [transcript, words, spectrogram, cross, encoder, timings, focus, heard, shown],
                      api_name="recognize", concurrency_id="model")
         shown_outputs = [transcript, words, spectrogram, cross, encoder, timings, focus, heard, shown]
-        live_audio.stream(demo.listen, [live_audio, live_session, model, *selectors],
+        live_audio.stream(demo.listen, [live_audio, live_session, model, *selectors, enrollment, follow],
                           [live_text, live_session, *shown_outputs], stream_every=LIVE_EVERY_SECONDS,
                           time_limit=settings.max_seconds, api_visibility="private", concurrency_id="model")
         live_audio.stop_recording(demo.stop_listening, [live_session],

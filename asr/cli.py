@@ -188,6 +188,9 @@ def add_transcribe(sub: argparse._SubParsersAction) -> None:
                                "nothing (0 to 1; default: the model's)")
     decoding.add_argument("--threads", type=int, help="CPU threads (default: the runtime's)")
     _add_quantize_argument(decoding)
+    decoding.add_argument("--enroll", action="append", metavar="FILE",
+                          help="a recording of the person to transcribe (a few seconds of them speaking; give it "
+                               "again for more): their words come out, other talkers fade (PyTorch runtime)")
     decoding.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
                           help="onnx: ONNX Runtime, without importing torch (attention decoding of Whisper-shaped "
                                "models on the CPU; a bundled model's graphs are built once, with torch, into "
@@ -251,6 +254,8 @@ def run_transcribe(args: argparse.Namespace) -> int:
     overrides = _decoding_overrides(args)
     if args.no_speech_threshold is not None:
         overrides["no_speech_threshold"] = args.no_speech_threshold
+    if args.enroll and args.runtime == "onnx":
+        raise ConfigError("--enroll runs on --runtime torch (the ONNX graphs have no speaker input)")
     if args.stream:
         return _run_live(args, model, fmt, longform.vad, overrides, report)
     inputs, empty_folders = find_inputs(args.inputs)
@@ -265,6 +270,8 @@ def run_transcribe(args: argparse.Namespace) -> int:
 
         _set_threads(args.threads)
         recognizer = load_model(model, resolve_device(args.device), quantize=args.quantize)
+        if args.enroll:
+            overrides["speaker"] = recognizer.enroll(args.enroll)
     failed = transcribe_inputs(recognizer, inputs, output, None, longform, progress=not args.quiet,
                                on_error=report, **overrides)
     return 1 if failed or empty_folders else 0
@@ -278,7 +285,7 @@ def choose_runtime(args: argparse.Namespace) -> str:
 
     if args.runtime != "auto":
         return args.runtime
-    if args.stream or args.device != "cpu" or importlib.util.find_spec("onnxruntime") is None:
+    if args.stream or getattr(args, "enroll", None) or args.device != "cpu" or importlib.util.find_spec("onnxruntime") is None:
         return "torch"
     try:
         meta = read_meta(resolve_model(args.model or DEFAULT_MODEL))
@@ -320,6 +327,8 @@ def _run_live(args: argparse.Namespace, model: str, fmt: str, vad: "VadConfig", 
     _set_threads(args.threads)
     silero_model()
     recognizer = load_model(model, resolve_device(args.device), quantize=args.quantize)
+    if args.enroll:
+        overrides["speaker"] = recognizer.enroll(args.enroll)
     try:
         stream_transcribe(recognizer, args.inputs[0], fmt, LiveConfig(vad=vad), raw_rate=args.raw_rate, **overrides)
     except AudioError as err:

@@ -99,6 +99,16 @@ class EncoderConfig:
     dropout: float = 0.1
     attention_dropout: float = 0.0
     positional: str = "abs"  # abs (sinusoidal, added) | rel (Transformer-XL relative, in attention)
+    # Conditioning on an enrolled voice (asr.model.speaker); None: the encoder hears everyone alike.
+    speaker: Optional[SpeakerConfig] = None
+
+
+@dataclass
+class SpeakerConfig:
+    """Adapters before every encoder layer, driven by a speaker embedding of the enrolled voice.
+    Without an enrollment they are skipped, so the encoder is exactly the unconditioned one."""
+    embedding_dim: int = 256  # resemblyzer's GE2E d-vector (asr.enrollment)
+    adapter_dim: int = 256
 
 
 @dataclass

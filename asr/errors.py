@@ -32,3 +32,7 @@ class CheckpointError(AsrError):
 
 class VadModelError(AsrError):
     """The voice activity detector's model (Silero VAD) cannot be loaded."""
+
+
+class EnrollmentError(AsrError):
+    """A voice sample cannot be enrolled (too little speech in it), or the model cannot follow one."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import platform
 import subprocess
 import time
 from collections import Counter
@@ -224,6 +225,17 @@ def git_revision() -> Optional[str]:
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), for results that say where they were measured."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def _add_to_summary(out_dir: Path, fields: dict) -> None:

@@ -15,7 +15,7 @@ from asr.checkpoint import load_model_dir
 from asr.decoding.decode import decode
 from asr.decoding.options import DecodingOptions, with_overrides
 from asr.decoding.result import Result
-from asr.errors import CheckpointError, ConfigError
+from asr.errors import CheckpointError, ConfigError, EnrollmentError
 from asr.model_folder import DEFAULT_MODEL, load_ctc_tokenizer, resolve_model
 from asr.model.asr_model import ASRModel
 from asr.config import QUANTIZE_MODES
@@ -69,9 +69,28 @@ class Recognizer:
                 self._quantized[mode] = Recognizer(model, self.tokenizer, self.meta, self.ctc_tokenizer, mode)
             return self._quantized[mode]
 
-    def transcribe(self, audio: Audio, options: Optional[DecodingOptions] = None, **overrides) -> Result:
-        """Decodes one recording; `overrides` replace fields of `options`, e.g. mode="ctc_greedy"."""
+    def transcribe(self, audio: Audio, options: Optional[DecodingOptions] = None,
+                   enroll: Union[Audio, Sequence[Audio], None] = None, **overrides) -> Result:
+        """Decodes one recording; `overrides` replace fields of `options`, e.g. mode="ctc_greedy".
+        `enroll`: a few seconds of the person to transcribe (one recording or several), whose voice
+        the model then follows over others; the same as speaker=self.enroll(enroll)."""
+        if enroll is not None:
+            overrides["speaker"] = self.enroll(enroll)
         return self.transcribe_batch([audio], options, **overrides)[0]
+
+    def enroll(self, audio: Union[Audio, Sequence[Audio]]) -> tuple[float, ...]:
+        """The speaker embedding of the voice in `audio` (one recording or a list of them, the same
+        person), for DecodingOptions.speaker. EnrollmentError when the model has no speaker adapters
+        or the audio holds under a second of speech."""
+        from asr.enrollment import speaker_embedding
+
+        conditioning = self.model.config.encoder.speaker
+        if conditioning is None:
+            raise EnrollmentError("this model has no speaker adapters: it cannot follow an enrolled voice "
+                                  "(the bundled default model can)")
+        samples = list(audio) if isinstance(audio, (list, tuple)) else [audio]
+        source = ", ".join(str(a) for a in samples if isinstance(a, (str, Path))) or "enrollment audio"
+        return tuple(speaker_embedding([self._load(a) for a in samples], source).tolist())
 
     def transcribe_batch(
         self, audios: Sequence[Audio], options: Optional[DecodingOptions] = None, batch_size: int = 8, **overrides

@@ -60,7 +60,7 @@ def test_app_builds_and_offers_the_recognize_api(demo):
     endpoint = app.get_api_info()["named_endpoints"]["/recognize"]
     names = [p["parameter_name"] for p in endpoint["parameters"]]
     assert names == ["audio", "model", "mode", "beam_size", "ctc_weight", "noise", "snr_db",
-                     "cross_layer", "cross_head", "encoder_layer", "encoder_head"]
+                     "cross_layer", "cross_head", "encoder_layer", "encoder_head", "enrollment", "follow_enrolled"]
     assert [p["parameter_has_default"] for p in endpoint["parameters"]][:2] == [False, True]
     assert app._queue.max_size == demo.settings.queue_size  # beyond it, gradio tells the page the app is busy
 
@@ -194,6 +194,13 @@ def test_bad_settings_get_a_readable_message(demo):
         with pytest.raises(gr.Error) as error:
             demo.recognize(str(SEVEN), **{name: value})
         assert message in _message(error)
+
+
+def test_enrolling_with_a_model_that_cannot_follow_a_voice_is_explained(demo):
+    with pytest.raises(gr.Error) as error:
+        demo.recognize(str(SEVEN), enrollment=str(SENTENCE))
+    assert "Cannot enroll that voice" in _message(error) and "no speaker adapters" in _message(error)
+    assert demo.recognize(str(SEVEN), enrollment=str(SENTENCE), follow_enrolled=False).transcript == "seven"
 
 
 def test_messages_cannot_inject_html(demo):

@@ -66,6 +66,24 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, sample_rate
     return (speech + scale * noise).astype(np.float32)
 
 
+def mix_at_sir(target: np.ndarray, interference: np.ndarray, sir_db: float, sample_rate: int = SAMPLE_RATE
+               ) -> np.ndarray:
+    """target + interference (other talkers) scaled so that the active speech power of the one over
+    that of the other is `sir_db`; both of one length, not clipped. As mix_at_snr, but talkers pause:
+    their power is measured where they speak, not averaged over their silences."""
+    target = np.asarray(target, dtype=np.float32)
+    interference = np.asarray(interference, dtype=np.float32)
+    if target.shape != interference.shape or target.ndim != 1:
+        raise ValueError(f"target and interference must be 1-D of equal length, got {target.shape} and "
+                         f"{interference.shape}")
+    target_power = active_speech_power(target, sample_rate)
+    other_power = active_speech_power(interference, sample_rate)
+    if target_power < SILENT_POWER or other_power < SILENT_POWER:
+        return target.copy()
+    scale = np.sqrt(target_power / (other_power * 10 ** (sir_db / 10)))
+    return (target + scale * interference).astype(np.float32)
+
+
 def fit_to_length(noise: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
     """`length` samples of `noise` from a random offset: a crop if it is long enough, else looped."""
     if len(noise) == 0:

@@ -22,7 +22,7 @@ from asr.decoding.rescore import attention_rescore, cross_vocabulary_rescore
 from asr.decoding.sampling import with_fallback
 from asr.decoding.result import Result, Timings
 from asr.decoding.teacher_forcing import max_tokens, teacher_force
-from asr.errors import ConfigError
+from asr.errors import ConfigError, EnrollmentError
 from asr.model.asr_model import ASRModel
 from asr.model.encoder import lengths_to_mask
 from asr.tokenizer import Tokenizer
@@ -58,7 +58,9 @@ def decode(
     config = model.config
     vocab = _vocabularies(config, tokenizer, ctc_tokenizer, options)
     start = time.perf_counter()
-    enc = model.encode(waveforms, lengths, need_weights=options.return_attention, pad_to_frames=options.pad_to_frames)
+    speaker = _speaker(model, options, len(waveforms))
+    enc = model.encode(waveforms, lengths, need_weights=options.return_attention, pad_to_frames=options.pad_to_frames,
+                       speaker=speaker)
     log_probs = model.ctc.log_probs(enc.hidden)  # (B, T', V)
     # CTC reads the frames that hold audio: fewer than the encoder's when the input was padded.
     ctc_lengths = torch.minimum(enc.lengths, model.encoded_frames(lengths))
@@ -131,6 +133,21 @@ def decode(
             encoder_attention=encoder_attention[b],
         ))
     return results
+
+
+def _speaker(model: ASRModel, options: DecodingOptions, batch: int) -> Optional[Tensor]:
+    """options.speaker as a (batch, embedding_dim) tensor for the encoder; None when no one is enrolled."""
+    if not options.speaker:
+        return None
+    conditioning = model.config.encoder.speaker
+    if conditioning is None:
+        raise EnrollmentError("this model has no speaker adapters: it cannot follow an enrolled voice "
+                              "(the bundled default model can)")
+    if len(options.speaker) != conditioning.embedding_dim:
+        raise EnrollmentError(f"a speaker embedding has {conditioning.embedding_dim} numbers for this model, "
+                              f"got {len(options.speaker)}")
+    device = next(model.parameters()).device
+    return torch.tensor(options.speaker, device=device)[None].expand(batch, -1)
 
 
 def _vocabularies(config, tokenizer: Tokenizer, ctc_tokenizer: Optional[Tokenizer],

@@ -65,11 +65,16 @@ class DecodingOptions:
     best_of: int = 5
     compression_ratio_threshold: float = 2.4
     logprob_threshold: Optional[float] = -1.0
+    # The enrolled voice to follow (asr.enrollment: a unit-length d-vector of 256 numbers): the
+    # encoder's speaker adapters turn to it, so other talkers fade. Empty: every voice is heard
+    # alike. Needs a model with speaker adapters.
+    speaker: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         # Lists, as a model's YAML holds them, become tuples: the options stay hashable and frozen.
         object.__setattr__(self, "prefix", tuple(self.prefix))
         object.__setattr__(self, "temperatures", tuple(float(t) for t in self.temperatures))
+        object.__setattr__(self, "speaker", tuple(float(v) for v in self.speaker))
         temps = self.temperatures
         if not temps or temps[0] != 0.0 or any(b <= a for a, b in zip(temps, temps[1:])):
             raise ConfigError(f"temperatures must start at 0 and rise, got {list(temps)}")

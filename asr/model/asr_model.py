@@ -49,14 +49,15 @@ class ASRModel(nn.Module):
         return feats * valid[..., None].to(feats.dtype), feat_lengths
 
     def encode(self, waveforms: Tensor, lengths: Tensor, need_weights: bool = False,
-               pad_to_frames: int = 0) -> EncoderOutput:
+               pad_to_frames: int = 0, speaker: Optional[Tensor] = None) -> EncoderOutput:
         """Encoder states of a padded batch. `pad_to_frames` pads the features with zeros and lets
-        the encoder attend to the padding, as Whisper does with its fixed 30 s (3000-frame) input."""
+        the encoder attend to the padding, as Whisper does with its fixed 30 s (3000-frame) input.
+        `speaker` (B, embedding_dim): an enrolled voice per row to follow (asr.enrollment)."""
         feats, feat_lengths = self.features(waveforms, lengths)
         if pad_to_frames >= feats.shape[1]:
             feats = F.pad(feats, (0, 0, 0, pad_to_frames - feats.shape[1]))
-            return self.encoder(feats, None, need_weights)  # every frame is input, the padding too
-        return self.encoder(feats, feat_lengths, need_weights)
+            return self.encoder(feats, None, need_weights, speaker)  # every frame is input, the padding too
+        return self.encoder(feats, feat_lengths, need_weights, speaker)
 
     def encoded_frames(self, lengths: Tensor) -> Tensor:
         """Encoder frames that hold audio, for waveforms of `lengths` samples (without padding)."""

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from asr.config import EncoderConfig
 from asr.model.attention import MultiHeadAttention, RelPositionMultiHeadAttention
 from asr.model.positional import absolute_positions, relative_positions
+from asr.model.speaker import SpeakerAdapter
 from asr.model.subsampling import build_subsampling
 
 
@@ -70,11 +71,19 @@ class TransformerEncoder(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
         self.norm = nn.LayerNorm(config.d_model)
+        self.speaker_adapters = None
+        if config.speaker is not None:
+            self.speaker_adapters = nn.ModuleList(
+                SpeakerAdapter(config.d_model, config.speaker) for _ in range(config.num_layers))
 
-    def forward(self, feats: Tensor, feat_lengths: Optional[Tensor], need_weights: bool = False) -> EncoderOutput:
+    def forward(self, feats: Tensor, feat_lengths: Optional[Tensor], need_weights: bool = False,
+                speaker: Optional[Tensor] = None) -> EncoderOutput:
         """`feat_lengths` None: every frame of every row is input (Whisper's padded 30 s window), so
         no mask is built or applied; attention then takes its fastest path, and an exported graph
-        carries no (T', T') mask through every layer."""
+        carries no (T', T') mask through every layer. `speaker` (B, embedding_dim): the enrolled
+        voice each row should follow; None runs the encoder without its speaker adapters."""
+        if speaker is not None and self.speaker_adapters is None:
+            raise ValueError("this encoder has no speaker adapters; it cannot follow an enrolled voice")
         full = feat_lengths is None
         if full:
             feat_lengths = torch.full((feats.shape[0],), feats.shape[1], dtype=torch.long, device=feats.device)
@@ -89,7 +98,9 @@ class TransformerEncoder(nn.Module):
         x = self.dropout(x)
         mask = None if full else lengths_to_mask(lengths, t)[:, None, None, :]
         weights = [] if need_weights else None
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
+            if speaker is not None:
+                x = self.speaker_adapters[i](x, speaker.to(x.dtype))
             x, w = layer(x, mask, pos_emb, need_weights)
             if weights is not None:
                 weights.append(w)

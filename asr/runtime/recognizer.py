@@ -115,9 +115,9 @@ class OnnxRecognizer:
     def _check(self, options: DecodingOptions) -> None:
         if options.mode != "attention":
             raise ConfigError(f"the ONNX Runtime path decodes in mode 'attention' only, not {options.mode!r}")
-        if len(options.temperatures) > 1 or options.return_attention:
-            raise ConfigError("the ONNX Runtime path has no temperature fallback and returns no attention weights: "
-                              "use the PyTorch recognizer (asr.load_model) for them")
+        if len(options.temperatures) > 1 or options.return_attention or options.speaker:
+            raise ConfigError("the ONNX Runtime path has no temperature fallback, returns no attention weights and "
+                              "follows no enrolled voice: use the PyTorch recognizer (asr.load_model) for them")
         if options.pad_to_frames != self.model.frames:
             raise ConfigError(f"the exported encoder reads {self.model.frames} frames, not pad_to_frames="
                               f"{options.pad_to_frames}")

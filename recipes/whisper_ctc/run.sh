@@ -13,7 +13,9 @@
 # writes it with its gate recalibrated and its transcripts capped (SPEECH_RATE.md), and writes
 # FORGETTING.md; 6 sets it against the teacher and faster-whisper on the unseen voices
 # (DISTILL_RESULTS.md; needs stage 4's noisy audio and peers);
-# 7 ships it as the default, asr/models/whisper-tiny-ctc.
+# 7 ships it as the default, asr/models/whisper-tiny-ctc. Stage 8 teaches the shipped default to
+# follow an enrolled voice (enroll.py: speaker adapters only, about an hour on 2 cores) and ships it
+# again with them; recipes/target_speaker/run.sh measures it.
 # Run from the repository root. CPU only: stage 1 takes about an hour and a quarter on 2 cores,
 # stage 3 about an hour.
 set -euo pipefail
@@ -21,6 +23,7 @@ set -euo pipefail
 stage=0
 stop_stage=4
 distill=exp/distill
+enroll=exp/enroll
 unseen=exp/unseen_voices
 data_dir=${ASR_DATA_DIR:-../shared/data}
 exp=exp/whisper_ctc
@@ -85,4 +88,10 @@ fi
 if run 7; then
   cp $distill/model/model.safetensors $distill/model/model.yaml $distill/model/tokenizer.json $ship/
   cp $distill/model/ctc/* $ship/ctc/
+fi
+if run 8; then
+  python $recipe/enroll.py --data-dir "$data_dir" --exp $enroll --model $ship --teacher $teacher --steps 600 \
+    --threads $threads
+  python $recipe/enroll.py --data-dir "$data_dir" --exp $enroll --model $ship --export $enroll/model
+  cp $enroll/model/model.safetensors $enroll/model/model.yaml $ship/
 fi

@@ -1,0 +1,134 @@
+"""RESULTS.md of the target-speaker benchmark, from evaluate.py's hypotheses and attention measures
+and faster-whisper's hypotheses (benchmarks/peers.py); 95 % bootstrap intervals over target speakers.
+
+    python recipes/target_speaker/results.py --data exp/target_speaker --command "..." > recipes/target_speaker/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Optional
+
+from asr.analysis.bootstrap import Interval, UtteranceErrors
+from asr.analysis.markdown import markdown_table
+from asr.evaluate import cpu_model, git_revision
+from asr.scoring import read_hypotheses, score
+
+from prepare import CONDITIONS
+
+PEER = "faster-whisper-int8"
+# condition -> the share of errors enrollment must remove (issue 21); clean: no change beyond its interval
+TARGETS = {"two_talker_0": 0.5, "two_talker_5": 0.3}
+
+
+def errors(rows: list[dict], hyps: Optional[dict[str, str]], reference: str = "text",
+           speaker: str = "speaker") -> Optional[UtteranceErrors]:
+    if hyps is None:
+        return None
+    scored = score((row["id"], row[reference], hyps.get(row["id"], "")) for row in rows)
+    return UtteranceErrors.of([u.id for u in scored.utterances], [u.words.errors for u in scored.utterances],
+                              [u.words.reference_length for u in scored.utterances], [row[speaker] for row in rows])
+
+
+def cell(e: Optional[UtteranceErrors]) -> str:
+    if e is None:
+        return "–"
+    interval = e.interval()
+    return interval.format() if interval is not None else f"{100 * e.wer:.1f}"
+
+
+def change(enrolled: Optional[UtteranceErrors], plain: Optional[UtteranceErrors]) -> tuple[str, Optional[Interval]]:
+    """'−12.3 [−15.0, −9.1] points (−45 %)': enrolled minus not enrolled, paired by mixture."""
+    if enrolled is None or plain is None:
+        return "–", None
+    diff = enrolled.difference(plain)
+    relative = f" ({100 * diff.estimate / plain.wer:+.0f} %)" if plain.wer else ""
+    return diff.format() + relative, diff
+
+
+def hypotheses(path: Path) -> Optional[dict[str, str]]:
+    return read_hypotheses(path) if path.exists() else None
+
+
+def verdict(condition: str, plain: Optional[UtteranceErrors], diff: Optional[Interval]) -> str:
+    if diff is None or plain is None or not plain.wer:
+        return "–"
+    if condition in TARGETS:
+        needed = TARGETS[condition]
+        met = -diff.estimate / plain.wer >= needed
+        return f"{'met' if met else 'not met'} (needs {100 * needed:.0f} % fewer)"
+    if condition == "clean":
+        return "met (no difference)" if not diff.excludes_zero else "not met (a difference)"
+    return "–"
+
+
+def wer_section(data: Path, hyps: Path) -> list[str]:
+    header = ["condition", "mixtures", "target words", "faster-whisper", "default, no enrollment",
+              "target enrolled", "enrolled − not (points)", "target", "other talker enrolled: target's words",
+              "other talker enrolled: their words"]
+    rows_out = []
+    for condition in CONDITIONS:
+        manifest = data / f"{condition}.jsonl"
+        if not manifest.exists():
+            continue
+        rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+        peer = errors(rows, hypotheses(data / "peers" / condition / f"{PEER}.jsonl"))
+        plain = errors(rows, hypotheses(hyps / "none" / f"{condition}.jsonl"))
+        enrolled = errors(rows, hypotheses(hyps / "target" / f"{condition}.jsonl"))
+        wrong = hypotheses(hyps / "interferer" / f"{condition}.jsonl")
+        has_other = all("interferer" in row for row in rows)
+        wrong_target = errors(rows, wrong) if has_other else None
+        wrong_own = errors(rows, wrong, "interferer_text", "interferer") if has_other else None
+        text, diff = change(enrolled, plain)
+        words = int(plain.words.sum()) if plain is not None else "–"
+        rows_out.append([condition, len(rows), words, cell(peer), cell(plain), cell(enrolled), text,
+                         verdict(condition, plain, diff), cell(wrong_target), cell(wrong_own)])
+    return ["## WER of the target's words (%)", "", markdown_table(header, rows_out), ""]
+
+
+def focus_section(hyps: Path) -> list[str]:
+    header = ["condition", "enrolled", "mixtures", "encoder self-attention, per layer", "cross-attention, per layer"]
+    rows_out = []
+    for condition in CONDITIONS:
+        for enrollment in ("none", "target", "interferer"):
+            path = hyps / enrollment / f"{condition}.focus.json"
+            if not path.exists():
+                continue
+            focus = json.loads(path.read_text())
+            layers = {kind: " / ".join(f"{v:.2f}" for v in focus[kind]["per_layer"]) if kind in focus else "–"
+                      for kind in ("encoder", "cross")}
+            rows_out.append([condition, enrollment, focus.get("encoder", {}).get("utterances", 0),
+                             layers["encoder"], layers["cross"]])
+    if not rows_out:
+        return []
+    return ["## Where attention goes", "",
+            "Of the attention mass on frames where the target speaks and on frames where only the other talker "
+            "speaks, the share on the target's (mean over heads and queries; first 5 encoder frames and "
+            "Whisper's padding left out). Higher: attention follows the target.", "",
+            markdown_table(header, rows_out), ""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="exp/target_speaker")
+    parser.add_argument("--hyps", default=None, help="evaluate.py's --out (default DATA/hyps)")
+    parser.add_argument("--command", required=True, help="the command that produced the results, to quote")
+    args = parser.parse_args()
+    data = Path(args.data)
+    hyps = Path(args.hyps) if args.hyps else data / "hyps"
+    lines = ["# Target-speaker recognition: results", "",
+             "Produced by `recipes/target_speaker/results.py`; do not edit by hand.", "",
+             f"- Command: `{args.command}`", f"- Git revision: {git_revision()}",
+             f"- CPU: {cpu_model()}", "",
+             "Targets: speechocean762 test speakers (never used in training), one mixture each per condition "
+             "(README.md). WER after the project's normaliser, 95 % bootstrap intervals over target speakers; "
+             "the change is paired by mixture, relative to the WER without enrollment.", ""]
+    lines += wer_section(data, hyps)
+    lines += focus_section(hyps)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
