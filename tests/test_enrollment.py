@@ -114,3 +114,61 @@ def test_the_command_names_what_enrollment_needs(tiny_model_dir, tmp_path, capsy
     assert cli_main(["transcribe", clip, "--enroll", clip, "--model", str(tiny_model_dir)]) == 1
     err = capsys.readouterr().err
     assert "EnrollmentError" in err and "no speaker adapters" in err and err.count("\n") == 1, err
+
+
+@pytest.fixture(scope="module")
+def default_recognizer():
+    from asr.recognizer import load_model
+
+    return load_model()
+
+
+@pytest.mark.slow
+def test_the_default_model_follows_an_enrolled_voice_and_is_unchanged_without_one(default_recognizer):
+    recognizer = default_recognizer
+    assert recognizer.model.config.encoder.speaker is not None  # the bundled default ships its adapters
+    lj = load_audio(SAMPLES / "LJ001-0004.flac")
+    speaker = recognizer.enroll(SAMPLES / "LJ001-0002.flac")  # another clip of the same reader
+    plain = recognizer.transcribe(lj).text
+    assert recognizer.transcribe(lj, speaker=speaker).text == plain  # the voice alone: nothing to take away
+    assert recognizer.transcribe(lj, enroll=SAMPLES / "LJ001-0002.flac").text == plain
+    # The same options without a speaker give exactly what a model without adapters gives.
+    plain_model = ASRModel(dataclasses.replace(recognizer.model.config, encoder=dataclasses.replace(
+        recognizer.model.config.encoder, speaker=None))).eval()
+    plain_model.load_state_dict({k: v for k, v in recognizer.model.state_dict().items()
+                                 if not k.startswith("encoder.speaker_adapters.")})
+    waveform = torch.from_numpy(lj)[None]
+    with torch.no_grad():
+        expected = plain_model.encode(waveform, torch.tensor([len(lj)]), pad_to_frames=3000).hidden
+        got = recognizer.model.encode(waveform, torch.tensor([len(lj)]), pad_to_frames=3000).hidden
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.slow
+def test_the_enrolled_talker_comes_out_of_a_two_talker_mixture(default_recognizer):
+    """LJ Speech's reader and LibriSpeech reader 1089 at 0 dB, the second starting half a second
+    later: enrolling one brings out that one's words (speakers the adapters never trained on)."""
+    from asr.data.augment import mix_at_sir
+    from asr.scoring import score
+
+    recognizer = default_recognizer
+    lj, other = load_audio(SAMPLES / "LJ001-0004.flac"), load_audio(SAMPLES / "1089-134686-0001.flac")
+    target, interference = np.zeros((2, max(len(lj), len(other) + 8000)), np.float32)
+    target[: len(lj)], interference[8000: 8000 + len(other)] = lj, other
+    mixture = mix_at_sir(target, interference, 0.0)
+    mixture *= 0.99 / max(0.99, float(np.abs(mixture).max()))
+    refs = {"lj": "produced the block books which were the immediate predecessors of the true printed book",
+            "other": "stuff it into you his belly counselled him"}
+
+    def heard(text: str, who: str) -> int:
+        """Words of `who` the transcript has (aligned hits after the normaliser)."""
+        return score([("u", refs[who], text)]).words.hits
+
+    plain = recognizer.transcribe(mixture).text
+    with_lj = recognizer.transcribe(mixture, enroll=SAMPLES / "LJ001-0002.flac").text
+    with_other = recognizer.transcribe(mixture, enroll=other).text
+    # Enrolling LJ: fewer of the other talker's words, and no fewer of LJ's.
+    assert heard(with_lj, "other") < heard(plain, "other") and heard(with_lj, "lj") >= heard(plain, "lj"), \
+        (plain, with_lj)
+    # Enrolling the other talker: their words, and hardly any of LJ's 15.
+    assert heard(with_other, "other") > heard(with_other, "lj") and heard(with_other, "lj") <= 2, with_other

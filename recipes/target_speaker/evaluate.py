@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--out", default="exp/target_speaker/hyps")
     parser.add_argument("--model", default="whisper-tiny-ctc")
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
+    parser.add_argument("--enrollments", default=",".join(ENROLLMENTS), help="which passes to run")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -99,7 +100,7 @@ def main() -> None:
     for condition in args.conditions.split(","):
         rows = [json.loads(line) for line in (Path(args.data) / f"{condition}.jsonl").read_text().splitlines()]
         read_manifest(Path(args.data) / f"{condition}.jsonl")  # a malformed manifest is named here
-        for enrollment in ENROLLMENTS:
+        for enrollment in args.enrollments.split(","):
             if enrollment == "interferer" and not all("interferer" in row for row in rows):
                 continue
             out = Path(args.out) / enrollment / f"{condition}.jsonl"

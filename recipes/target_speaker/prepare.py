@@ -9,7 +9,8 @@ wrong person should bring out that person's words).
 
 Conditions: the target alone (clean), two talkers at 5 and 0 dB signal-to-interference ratio
 (active speech power of the target over that of the other), three talkers at 0 dB (the target
-over the sum of the two others), and the target in a held-out babble crowd recording at 5 dB SNR.
+over the sum of the two others), the target in a held-out babble crowd recording at 5 dB SNR, and
+the other talker alone with the target silent (target_absent: enrolled, nothing should come out).
 Each row of a condition's manifest carries the target's transcript (`text`), the first other
 talker's (`interferer_text`), both enrollments, and where each talker speaks (seconds).
 
@@ -35,10 +36,12 @@ SAMPLE_RATE = 16000
 SEED = 0
 ENROLL_UTTERANCES = 3
 MIN_TARGET_WORDS = 3
-# name -> (other talkers, SIR dB); None: the crowd recording at CROWD_SNR_DB instead of talkers
+# name -> (other talkers, SIR dB); crowd: a babble recording at CROWD_SNR_DB instead of talkers;
+# absent: the other talker alone, the target silent (with the target enrolled, nothing should come out)
 CONDITIONS = {"clean": (0, None), "two_talker_5": (1, 5.0), "two_talker_0": (1, 0.0),
-              "three_talker_0": (2, 0.0), "crowd_5": (0, None)}
+              "three_talker_0": (2, 0.0), "crowd_5": (0, None), "target_absent": (1, None)}
 CROWD = "crowd_5"
+ABSENT = "target_absent"
 CROWD_SNR_DB = 5.0
 
 
@@ -91,7 +94,7 @@ def mixture(name: str, target: Utterance, speakers: dict[str, list[Utterance]], 
               "target_span": [lead / SAMPLE_RATE, (lead + len(speech)) / SAMPLE_RATE], "condition": name}
     if runs:
         interference = sum(placed(audio, start, length) for _, audio, _, start in runs)
-        mixed = mix_at_sir(clean, interference, sir)
+        mixed = interference if name == ABSENT else mix_at_sir(clean, interference, sir)
         first, _, texts, _ = runs[0]
         fields.update({"sir_db": sir, "interferer": first, "interferer_text": " ".join(texts),
                        "interferer_enroll": [u.audio for u in enrolled[first]],
@@ -111,6 +114,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--out", default="exp/target_speaker")
     parser.add_argument("--speakers", type=int, default=0, help="the first N test speakers only (0: all)")
+    parser.add_argument("--conditions", default=",".join(CONDITIONS))
     args = parser.parse_args()
     data_dir, out = Path(args.data_dir), Path(args.out)
     speakers = test_speakers(data_dir)
@@ -124,14 +128,17 @@ def main() -> None:
         long_enough = [u for u in order if len(u.text.split()) >= MIN_TARGET_WORDS] or order
         targets[speaker] = long_enough[0]
         enrolled[speaker] = [u for u in order if u is not targets[speaker]][:ENROLL_UTTERANCES]
-    for name in CONDITIONS:
+    for name in args.conditions.split(","):
         (out / name).mkdir(parents=True, exist_ok=True)
         rows = []
         for speaker, target in targets.items():
             audio, fields = mixture(name, target, speakers, enrolled, crowd, seeded_rng(SEED, name, target.id))
             path = out / name / f"{target.id}.wav"
             sf.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
-            rows.append({"id": target.id, "audio": str(path.resolve()), "text": target.text,
+            text = target.text
+            if name == ABSENT:  # the target is enrolled but says nothing
+                text, fields["target_span"] = "", [0.0, 0.0]
+            rows.append({"id": target.id, "audio": str(path.resolve()), "text": text,
                          "duration": round(len(audio) / SAMPLE_RATE, 3), **fields})
         manifest = out / f"{name}.jsonl"
         tmp = manifest.with_name(f".{manifest.name}.tmp")

@@ -15,8 +15,9 @@ from asr.analysis.bootstrap import Interval, UtteranceErrors
 from asr.analysis.markdown import markdown_table
 from asr.evaluate import cpu_model, git_revision
 from asr.scoring import read_hypotheses, score
+from asr.text import normalize
 
-from prepare import CONDITIONS
+from prepare import ABSENT, CONDITIONS
 
 PEER = "faster-whisper-int8"
 # condition -> the share of errors enrollment must remove (issue 21); clean: no change beyond its interval
@@ -71,7 +72,7 @@ def wer_section(data: Path, hyps: Path) -> list[str]:
     rows_out = []
     for condition in CONDITIONS:
         manifest = data / f"{condition}.jsonl"
-        if not manifest.exists():
+        if condition == ABSENT or not manifest.exists():
             continue
         rows = [json.loads(line) for line in manifest.read_text().splitlines()]
         peer = errors(rows, hypotheses(data / "peers" / condition / f"{PEER}.jsonl"))
@@ -86,6 +87,32 @@ def wer_section(data: Path, hyps: Path) -> list[str]:
         rows_out.append([condition, len(rows), words, cell(peer), cell(plain), cell(enrolled), text,
                          verdict(condition, plain, diff), cell(wrong_target), cell(wrong_own)])
     return ["## WER of the target's words (%)", "", markdown_table(header, rows_out), ""]
+
+
+def absent_section(data: Path, hyps: Path) -> list[str]:
+    """The other talker alone: with the target enrolled, nothing should come out."""
+    manifest = data / f"{ABSENT}.jsonl"
+    if not manifest.exists():
+        return []
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    systems = [("faster-whisper", data / "peers" / ABSENT / f"{PEER}.jsonl"),
+               ("default, no enrollment", hyps / "none" / f"{ABSENT}.jsonl"),
+               ("default, target enrolled", hyps / "target" / f"{ABSENT}.jsonl"),
+               ("default, the talker enrolled", hyps / "interferer" / f"{ABSENT}.jsonl")]
+    table = []
+    for name, path in systems:
+        found = hypotheses(path)
+        if found is None:
+            continue
+        counts = [len(normalize(found.get(row["id"], "")).split()) for row in rows]
+        talker = errors(rows, found, "interferer_text", "interferer")
+        table.append([name, len(rows), f"{100 * sum(c > 0 for c in counts) / len(rows):.0f} %",
+                      f"{sum(counts) / len(rows):.1f}", cell(talker)])
+    header = ["system", "clips", "clips with words", "words per clip", "WER of the talker's words"]
+    return [f"## The target silent, another test speaker talking ({ABSENT})", "",
+            "The target is enrolled but says nothing: their words should be none. The talker's own words "
+            f"({int(errors(rows, {}, 'interferer_text', 'interferer').words.sum())} in all) for comparison.", "",
+            markdown_table(header, table), ""]
 
 
 def focus_section(hyps: Path) -> list[str]:
@@ -126,6 +153,7 @@ def main() -> None:
              "(README.md). WER after the project's normaliser, 95 % bootstrap intervals over target speakers; "
              "the change is paired by mixture, relative to the WER without enrollment.", ""]
     lines += wer_section(data, hyps)
+    lines += absent_section(data, hyps)
     lines += focus_section(hyps)
     print("\n".join(lines))
 

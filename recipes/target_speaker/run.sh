@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
 done
 run() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 recipe=recipes/target_speaker
-conditions=clean,two_talker_5,two_talker_0,three_talker_0,crowd_5
+conditions=clean,two_talker_5,two_talker_0,three_talker_0,crowd_5,target_absent
 
 if run 0; then
   python $recipe/prepare.py --data-dir "$data_dir" --out "$out" --speakers $speakers
