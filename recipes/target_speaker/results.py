@@ -83,8 +83,8 @@ def wer_section(data: Path, hyps: Path) -> list[str]:
         wrong_target = errors(rows, wrong) if has_other else None
         wrong_own = errors(rows, wrong, "interferer_text", "interferer") if has_other else None
         text, diff = change(enrolled, plain)
-        words = int(plain.words.sum()) if plain is not None else "–"
-        rows_out.append([condition, len(rows), words, cell(peer), cell(plain), cell(enrolled), text,
+        words = str(int(plain.words.sum())) if plain is not None else "–"
+        rows_out.append([condition, str(len(rows)), words, cell(peer), cell(plain), cell(enrolled), text,
                          verdict(condition, plain, diff), cell(wrong_target), cell(wrong_own)])
     return ["## WER of the target's words (%)", "", markdown_table(header, rows_out), ""]
 
@@ -106,7 +106,7 @@ def absent_section(data: Path, hyps: Path) -> list[str]:
             continue
         counts = [len(normalize(found.get(row["id"], "")).split()) for row in rows]
         talker = errors(rows, found, "interferer_text", "interferer")
-        table.append([name, len(rows), f"{100 * sum(c > 0 for c in counts) / len(rows):.0f} %",
+        table.append([name, str(len(rows)), f"{100 * sum(c > 0 for c in counts) / len(rows):.0f} %",
                       f"{sum(counts) / len(rows):.1f}", cell(talker)])
     header = ["system", "clips", "clips with words", "words per clip", "WER of the talker's words"]
     return [f"## The target silent, another test speaker talking ({ABSENT})", "",
@@ -126,7 +126,7 @@ def focus_section(hyps: Path) -> list[str]:
             focus = json.loads(path.read_text())
             layers = {kind: " / ".join(f"{v:.2f}" for v in focus[kind]["per_layer"]) if kind in focus else "–"
                       for kind in ("encoder", "cross")}
-            rows_out.append([condition, enrollment, focus.get("encoder", {}).get("utterances", 0),
+            rows_out.append([condition, enrollment, str(focus.get("encoder", {}).get("utterances", 0)),
                              layers["encoder"], layers["cross"]])
     if not rows_out:
         return []

@@ -88,6 +88,12 @@ def window(paths: list[str], rng: np.random.Generator) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32)
 
 
+def noise_augmenter(data_dir: Path, voices: list[str], seed: int):
+    """NOISE over the training splits of the shared noise and impulse-response banks, babble of `voices`."""
+    return build_augmenter(replace(NOISE, noise_manifests=[str(data_dir / "noise" / "manifest.jsonl")],
+                                   rir_manifests=[str(data_dir / "rir" / "manifest.jsonl")]), voices, seed)
+
+
 def batch_of(waveforms: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     lengths = torch.tensor([len(w) for w in waveforms])
     batch = torch.zeros(len(waveforms), int(lengths.max()))
@@ -113,10 +119,11 @@ def teach(teacher, clean: torch.Tensor, lengths: torch.Tensor, tokens_per_second
     return hidden, tokens_in, in_lengths, tokens_out != -1, log_probs, transcripts
 
 
-def student_loss(student, audio, lengths, taught, mse_weight: float) -> tuple[torch.Tensor, float, float]:
-    """KL from the teacher's token distributions plus mse_weight * encoder-state distance."""
+def student_loss(student, audio, lengths, taught, mse_weight: float, speaker=None) -> tuple[torch.Tensor, float, float]:
+    """KL from the teacher's token distributions plus mse_weight * encoder-state distance; `speaker`:
+    the enrolled voice each row follows (enroll.py)."""
     hidden_t, tokens_in, in_lengths, valid, log_probs_t, _ = taught
-    hidden = student.encode(audio, lengths, pad_to_frames=PAD_TO_FRAMES).hidden
+    hidden = student.encode(audio, lengths, pad_to_frames=PAD_TO_FRAMES, speaker=speaker).hidden
     mask = torch.ones(len(audio), hidden.shape[1], dtype=torch.bool)
     log_probs = torch.log_softmax(student.decoder(tokens_in, in_lengths, hidden, mask).logits.float(), dim=-1)
     kl = (log_probs_t.exp() * (log_probs_t - log_probs)).sum(-1)
@@ -237,8 +244,7 @@ def main() -> None:
         export(args, student, tokenizer, meta, data_dir, exp)
         return
     paths = training_voices(data_dir, args.dev_speakers, args.seed)
-    augmenter = build_augmenter(replace(NOISE, noise_manifests=[str(data_dir / "noise" / "manifest.jsonl")],
-                                        rir_manifests=[str(data_dir / "rir" / "manifest.jsonl")]), paths, args.seed)
+    augmenter = noise_augmenter(data_dir, paths, args.seed)
     log.info("%d training utterances; %d steps of %d windows", len(paths), args.steps, args.batch)
     train(args, teacher.eval(), student, paths, augmenter, exp)
 

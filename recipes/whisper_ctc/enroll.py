@@ -35,12 +35,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from asr.audio import load_audio
 from asr.checkpoint import list_checkpoints, load_latest_checkpoint, load_model_dir, save_checkpoint, save_model
 from asr.config import SpeakerConfig
-from asr.data.augment import build_augmenter
 from asr.data.manifest import read_manifest
 from asr.enrollment import speaker_embedding
 from asr.errors import EnrollmentError
@@ -48,7 +46,7 @@ from asr.model.asr_model import ASRModel
 from asr.model_folder import DEFAULT_MODEL, load_ctc_tokenizer, resolve_model
 from asr.noisy import PEAK
 
-from distill import NOISE, PAD_TO_FRAMES, SAMPLE_RATE, batch_of, teach
+from distill import SAMPLE_RATE, batch_of, noise_augmenter, student_loss, teach
 from gate_head import TEACHER, speech_sets
 
 log = logging.getLogger("enroll")
@@ -178,19 +176,6 @@ def mixture(speakers: dict[str, list[Piece]], targets: list[str], embeddings: di
     return clean.astype(np.float32), heard.astype(np.float32), enrollment
 
 
-def follower_loss(student, audio, lengths, speaker, taught, mse_weight: float) -> tuple[torch.Tensor, float, float]:
-    """KL from the teacher's token distributions on the clean target, plus mse_weight * the encoder
-    states' distance from the teacher's there."""
-    hidden_t, tokens_in, in_lengths, valid, log_probs_t, _ = taught
-    hidden = student.encode(audio, lengths, pad_to_frames=PAD_TO_FRAMES, speaker=speaker).hidden
-    mask = torch.ones(len(audio), hidden.shape[1], dtype=torch.bool)
-    log_probs = torch.log_softmax(student.decoder(tokens_in, in_lengths, hidden, mask).logits.float(), dim=-1)
-    kl = (log_probs_t.exp() * (log_probs_t - log_probs)).sum(-1)
-    kl = (kl * valid).sum() / valid.sum()
-    mse = F.mse_loss(hidden, hidden_t)
-    return kl + mse_weight * mse, float(kl.detach()), float(mse.detach())
-
-
 def with_adapters(default: ASRModel, config: SpeakerConfig) -> ASRModel:
     """The default model with new (zero-output) speaker adapters; only they can be trained."""
     model_config = replace(default.config, encoder=replace(default.config.encoder, speaker=config))
@@ -234,7 +219,7 @@ def train(args, teacher, student, speakers, embeddings, augmenter, exp: Path) ->
         for group in optimizer.param_groups:
             group["lr"] = args.lr * schedule(step)
         optimizer.zero_grad()
-        loss, kl, mse = follower_loss(student, heard_audio, lengths, speaker, taught, args.mse_weight)
+        loss, kl, mse = student_loss(student, heard_audio, lengths, taught, args.mse_weight, speaker)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -295,9 +280,7 @@ def main() -> None:
         return
     speakers = training_speakers(data_dir, args.dev_speakers, args.seed)
     embeddings = embed_all(speakers, exp / "embeddings.npz")
-    augmenter = build_augmenter(replace(NOISE, noise_manifests=[str(data_dir / "noise" / "manifest.jsonl")],
-                                        rir_manifests=[str(data_dir / "rir" / "manifest.jsonl")]),
-                                [p.audio for ps in speakers.values() for p in ps], args.seed)
+    augmenter = noise_augmenter(data_dir, [p.audio for ps in speakers.values() for p in ps], args.seed)
     teacher, _, _ = load_model_dir(args.teacher)
     train(args, teacher.eval(), student, speakers, embeddings, augmenter, exp)
 

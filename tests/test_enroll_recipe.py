@@ -1,0 +1,47 @@
+"""The adapters' training mixtures (recipes/whisper_ctc/enroll.py): who is heard, at what level, and
+what the label hears."""
+
+import sys
+
+import numpy as np
+
+from asr.data.augment import active_speech_power
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "recipes" / "whisper_ctc"))
+import enroll  # noqa: E402
+
+SAMPLES = REPO / "audio_samples"
+
+
+def test_a_reader_with_one_long_recording_gives_a_target_part_and_an_enrollment_part(data_dir):
+    speakers = enroll.training_speakers(data_dir, dev_speakers=10, seed=0)
+    split = [p for key, p in speakers.items() if key.startswith("librispeech_untranscribed/") and len(p) == 2
+             and p[0].audio == p[1].audio]
+    assert split and all(a.end == b.start > 0 and a.start == 0 and b.end == 0 for a, b in split)
+    assert not any(key.startswith("speechocean762/") and len(p) < 2 for key, p in speakers.items())
+    keys = {key.split("/")[0] for key in speakers}
+    assert keys == {"speechocean762", "ljspeech_subset", "fsdd", "librispeech_untranscribed"}
+
+
+def test_mixtures_put_other_voices_over_the_target_and_the_label_hears_the_target_alone():
+    speakers = {"lj": [enroll.Piece(str(SAMPLES / "LJ001-0002.flac")), enroll.Piece(str(SAMPLES / "LJ001-0004.flac"))],
+                "reader": [enroll.Piece(str(SAMPLES / "1089-134686-0001.flac"))],
+                "speaker1": [enroll.Piece(str(SAMPLES / "spk1_snt1.flac"))],
+                "jackson": [enroll.Piece(str(SAMPLES / "7_jackson_0.flac"))]}  # up to three others at once
+    embeddings = {p: np.eye(256, dtype=np.float32)[i] for i, p in enumerate(p for ps in speakers.values() for p in ps)}
+    no_noise = lambda audio, rng: audio  # noqa: E731
+    with_others = 0
+    for step in range(30):
+        clean, heard, enrollment = enroll.mixture(speakers, ["lj"], embeddings, no_noise, np.random.default_rng(step))
+        assert clean.shape == heard.shape and clean.dtype == heard.dtype == np.float32
+        assert np.isclose(np.linalg.norm(enrollment), 1.0)
+        assert enrollment[2:].sum() == 0  # only LJ's own pieces enroll LJ
+        assert np.max(np.abs(heard)) <= 0.99 + 1e-6
+        interference = heard - clean
+        if np.any(np.abs(interference) > 1e-6):
+            with_others += 1
+            sir = 10 * np.log10(enroll.speech_power(clean) / enroll.speech_power(interference))
+            assert enroll.SIR_DB[0] - 0.5 <= sir <= enroll.SIR_DB[1] + 0.5, sir
+        assert active_speech_power(clean) > 0
+    assert 20 <= with_others < 30  # about 15 % of windows hold the target alone
