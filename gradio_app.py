@@ -65,14 +65,14 @@ from asr import plots  # noqa: E402
 from asr.analysis.focus import Focus, attention_focus, speech_mask  # noqa: E402
 from asr.analysis.noise_focus import over_audio  # noqa: E402
 from asr.audio import SAMPLE_RATE, load_audio  # noqa: E402
-from asr.data.augment import colored_noise, fit_to_length  # noqa: E402
+from asr.data.augment import colored_noise, fit_to_length, mix_at_sir  # noqa: E402
 from asr.data.manifest import read_manifest  # noqa: E402
 from asr.data.noise import TEST, NoiseBank  # noqa: E402
 from asr.decoding.options import MODES  # noqa: E402
 from asr.decoding.result import Result  # noqa: E402
 from asr.errors import AsrError, AudioError  # noqa: E402
 from asr.live import Final, LiveRecognizer  # noqa: E402
-from asr.noisy import mix_below_full_scale  # noqa: E402
+from asr.noisy import PEAK, mix_below_full_scale  # noqa: E402
 from asr.model_folder import BUNDLED_MODELS  # noqa: E402
 from asr.recognizer import DEFAULT_MODEL, Recognizer, load_model  # noqa: E402
 
@@ -83,6 +83,10 @@ DEFAULT_NOISE_DIR = Path(os.environ.get("ASR_DATA_DIR", REPO.parent / "shared" /
 NO_NOISE = "none"
 RECORDED_NOISE = ("babble", "music", "street")  # test-split recordings of the noise bank, never heard in training
 GENERATED_NOISE = "white"  # made on the spot, so always available
+# One other voice over the input (a LibriSpeech reader from audio_samples, looped), at the slider's
+# level as a signal-to-interference ratio: with a voice enrolled, the focus shows whom attention follows.
+TALKER_NOISE = "another talker"
+TALKER_CLIP = SAMPLES_DIR / "1089-134686-0001.flac"
 NOISE_SEED = 0  # the same input and settings always get the same stretch of noise
 MEAN = "mean"  # layer or head choice: average over all of them
 ENROLLMENTS_KEPT = 8  # voice embeddings kept by file, so that toggling or re-recognising does not redo them
@@ -204,7 +208,7 @@ class Demo:
         recorded = []
         if self.noise_manifest.is_file():
             recorded = [kind for kind in RECORDED_NOISE if self._bank(kind, SAMPLE_RATE)]
-        self.noise_kinds = [NO_NOISE, *recorded, GENERATED_NOISE]
+        self.noise_kinds = [NO_NOISE, *recorded, GENERATED_NOISE, TALKER_NOISE]
 
     def recognizer(self, name: str) -> Recognizer:
         """The model by name or folder, loaded on first use and kept (the app holds a handful at most)."""
@@ -377,6 +381,10 @@ class Demo:
         if not math.isfinite(snr_db):
             raise _error("The SNR must be a number of dB.")
         rng = np.random.default_rng(NOISE_SEED)
+        if kind == TALKER_NOISE:
+            voice = fit_to_length(load_audio(TALKER_CLIP, sample_rate), len(clean), rng)
+            mixed = mix_at_sir(clean, voice, snr_db, sample_rate)
+            return mixed * min(1.0, PEAK / max(float(np.max(np.abs(mixed))), 1e-9))
         if kind == GENERATED_NOISE:
             noise = colored_noise(len(clean), GENERATED_NOISE, rng)
         else:
@@ -423,7 +431,7 @@ def build_app(demo: Demo) -> gr.Blocks:
                                  elem_id="input-audio")
                 with gr.Row():
                     noise = gr.Radio(demo.noise_kinds, value=NO_NOISE, label="Add noise",
-                                     info="held-out recordings, or generated white noise")
+                                     info="held-out recordings, generated white noise, or another voice")
                     snr = gr.Slider(-10, 30, value=5, step=1, label="SNR (dB)",
                                     info="speech power over noise power")
                 with gr.Accordion("Focus on one voice", open=False):
@@ -513,7 +521,9 @@ def _error(message: str) -> gr.Error:
 
 
 def _focus_text(noise: str, snr_db: float, focus: Optional[Focus]) -> str:
-    heading = f"**Noise focus** ({noise} noise at {snr_db:g} dB SNR; speech frames from the input before the noise): "
+    heading = (f"**Voice focus** (another talker at {snr_db:g} dB SIR; your speech frames from the input before "
+               "mixing; enroll your voice above to see attention follow it): " if noise == TALKER_NOISE else
+               f"**Noise focus** ({noise} noise at {snr_db:g} dB SNR; speech frames from the input before the noise): ")
     if focus is None:
         return heading + "no cross-attention to measure (nothing recognised, or no decoder tokens)."
     summary = focus.summary()

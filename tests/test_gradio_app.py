@@ -203,6 +203,25 @@ def test_enrolling_with_a_model_that_cannot_follow_a_voice_is_explained(demo):
     assert demo.recognize(str(SEVEN), enrollment=str(SENTENCE), follow_enrolled=False).transcript == "seven"
 
 
+@pytest.mark.slow
+def test_an_enrolled_voice_draws_the_attention_away_from_another_talker(data_dir):
+    demo = gradio_app.Demo(gradio_app.Settings(model=DEFAULT_MODEL, max_seconds=10, noise_dir=data_dir / "noise"))
+    lj = str(gradio_app.SAMPLES_DIR / "LJ001-0004.flac")
+    plain = demo.recognize(lj, noise=gradio_app.TALKER_NOISE, snr_db=0.0)
+    enrolled = demo.recognize(lj, noise=gradio_app.TALKER_NOISE, snr_db=0.0,
+                              enrollment=str(gradio_app.SAMPLES_DIR / "LJ001-0002.flac"))
+    assert plain.noise_focus.startswith("**Voice focus**")
+
+    def share(focus: str) -> float:  # "... a normalised share of **+0.61** (0: no better than uniform ..."
+        return float(focus.split("**")[5])
+
+    # The talker covers the whole clip, so chance is high; against chance, enrolling moves attention to LJ.
+    assert share(enrolled.noise_focus) > share(plain.noise_focus) + 0.2, (plain.noise_focus, enrolled.noise_focus)
+    toggled = demo.recognize(lj, noise=gradio_app.TALKER_NOISE, snr_db=0.0, follow_enrolled=False,
+                             enrollment=str(gradio_app.SAMPLES_DIR / "LJ001-0002.flac"))
+    assert toggled.transcript == plain.transcript
+
+
 def test_messages_cannot_inject_html(demo):
     with pytest.raises(gr.Error) as error:
         demo.recognize(str(SEVEN), model="<img src=x onerror=alert(1)>")
