@@ -448,7 +448,10 @@ def field_names(cls) -> dict:
 
 
 def keys_of(data: dict, like: dict) -> dict:
-    return {k: keys_of(v, like[k]) if isinstance(v, dict) and like.get(k) else None for k, v in data.items()}
+    """data's nested key structure; a section written as null (an Optional one turned off, such as
+    speaker adapters) counts as present, and load_yaml checks that it may be null."""
+    return {k: keys_of(v, like[k]) if isinstance(v, dict) and like.get(k) else
+            like.get(k) if v is None else None for k, v in data.items()}
 
 
 RECIPE_CONFIGS = sorted(p for recipe in ("librispeech", "commonvoice")

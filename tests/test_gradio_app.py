@@ -122,7 +122,7 @@ def test_decoding_settings_reach_the_decoder(demo, monkeypatch):
     assert seen == [{"mode": "ctc_beam", "beam_size": 3, "ctc_weight": 0.5, "return_attention": True}]
 
 
-@pytest.mark.parametrize("kind", ["babble", "music", "street", "white"])
+@pytest.mark.parametrize("kind", ["babble", "music", "street", "white", "another talker"])
 def test_noise_is_added_reproducibly_and_its_focus_reported(demo, kind):
     clean = load_audio(SENTENCE, 16000)
     first = demo.recognize(str(SENTENCE), noise=kind, snr_db=0.0)
@@ -131,12 +131,13 @@ def test_noise_is_added_reproducibly_and_its_focus_reported(demo, kind):
     assert noisy.shape == clean.shape and not np.allclose(noisy, clean)
     assert np.array_equal(noisy, again.audio[1])  # a fixed seed: the same noise every time
     assert np.max(np.abs(noisy)) <= PEAK + 1e-6
-    assert f"{kind} noise at 0 dB SNR" in first.noise_focus
+    assert (f"{kind} noise at 0 dB SNR" if kind != gradio_app.TALKER_NOISE else "another talker at 0 dB SIR") \
+        in first.noise_focus
     assert "normalised share" in first.noise_focus and "layer 0" in first.noise_focus
 
 
-def test_held_out_recordings_and_white_noise_are_offered(demo):
-    assert demo.noise_kinds == ["none", "babble", "music", "street", "white"]
+def test_held_out_recordings_white_noise_and_another_voice_are_offered(demo):
+    assert demo.noise_kinds == ["none", "babble", "music", "street", "white", "another talker"]
 
 
 def test_any_format_rate_and_channel_count_is_accepted(demo, tmp_path):
