@@ -72,7 +72,7 @@ from asr.decoding.options import MODES  # noqa: E402
 from asr.decoding.result import Result  # noqa: E402
 from asr.errors import AsrError, AudioError  # noqa: E402
 from asr.live import Final, LiveRecognizer  # noqa: E402
-from asr.noisy import PEAK, mix_below_full_scale  # noqa: E402
+from asr.noisy import below_full_scale, mix_below_full_scale  # noqa: E402
 from asr.model_folder import BUNDLED_MODELS  # noqa: E402
 from asr.recognizer import DEFAULT_MODEL, Recognizer, load_model  # noqa: E402
 
@@ -383,8 +383,7 @@ class Demo:
         rng = np.random.default_rng(NOISE_SEED)
         if kind == TALKER_NOISE:
             voice = fit_to_length(load_audio(TALKER_CLIP, sample_rate), len(clean), rng)
-            mixed = mix_at_sir(clean, voice, snr_db, sample_rate)
-            return mixed * min(1.0, PEAK / max(float(np.max(np.abs(mixed))), 1e-9))
+            return below_full_scale(mix_at_sir(clean, voice, snr_db, sample_rate))[0]
         if kind == GENERATED_NOISE:
             noise = colored_noise(len(clean), GENERATED_NOISE, rng)
         else:

@@ -112,8 +112,12 @@ def noisy_copy(speech: np.ndarray, utt_id: str, condition: Condition, bank: Nois
 def mix_below_full_scale(speech: np.ndarray, noise: np.ndarray, snr_db: float, sample_rate: int = SAMPLE_RATE
                          ) -> tuple[np.ndarray, float]:
     """(speech + noise at `snr_db`, the gain that brought its peak down to PEAK, else 1)."""
-    mixed = mix_at_snr(speech, noise, snr_db, sample_rate)
-    peak = float(np.max(np.abs(mixed)))
+    return below_full_scale(mix_at_snr(speech, noise, snr_db, sample_rate))
+
+
+def below_full_scale(mixed: np.ndarray) -> tuple[np.ndarray, float]:
+    """(`mixed` with its peak brought down to PEAK if above it, the gain that took)."""
+    peak = float(np.max(np.abs(mixed))) if len(mixed) else 0.0
     gain = PEAK / peak if peak > PEAK else 1.0
     return mixed * gain, gain
 

@@ -15,11 +15,12 @@ from asr.checkpoint import load_model_dir
 from asr.decoding.decode import decode
 from asr.decoding.options import DecodingOptions, with_overrides
 from asr.decoding.result import Result
-from asr.errors import CheckpointError, ConfigError, EnrollmentError
+from asr.errors import CheckpointError, ConfigError
 from asr.model_folder import DEFAULT_MODEL, load_ctc_tokenizer, resolve_model
 from asr.model.asr_model import ASRModel
 from asr.config import QUANTIZE_MODES
 from asr.model.quantize import quantize as quantize_model
+from asr.model.speaker import speaker_conditioning
 from asr.tokenizer import Tokenizer
 
 # Models that ship inside the package, by name.
@@ -84,10 +85,7 @@ class Recognizer:
         or the audio holds under a second of speech."""
         from asr.enrollment import speaker_embedding
 
-        conditioning = self.model.config.encoder.speaker
-        if conditioning is None:
-            raise EnrollmentError("this model has no speaker adapters: it cannot follow an enrolled voice "
-                                  "(the bundled default model can)")
+        speaker_conditioning(self.model.config)  # before the costly embedding
         samples = list(audio) if isinstance(audio, (list, tuple)) else [audio]
         source = ", ".join(str(a) for a in samples if isinstance(a, (str, Path))) or "enrollment audio"
         return tuple(speaker_embedding([self._load(a) for a in samples], source).tolist())

@@ -25,6 +25,7 @@ from asr.decoding.teacher_forcing import max_tokens, teacher_force
 from asr.errors import ConfigError, EnrollmentError
 from asr.model.asr_model import ASRModel
 from asr.model.encoder import lengths_to_mask
+from asr.model.speaker import speaker_conditioning
 from asr.tokenizer import Tokenizer
 
 
@@ -139,10 +140,7 @@ def _speaker(model: ASRModel, options: DecodingOptions, batch: int) -> Optional[
     """options.speaker as a (batch, embedding_dim) tensor for the encoder; None when no one is enrolled."""
     if not options.speaker:
         return None
-    conditioning = model.config.encoder.speaker
-    if conditioning is None:
-        raise EnrollmentError("this model has no speaker adapters: it cannot follow an enrolled voice "
-                              "(the bundled default model can)")
+    conditioning = speaker_conditioning(model.config)
     if len(options.speaker) != conditioning.embedding_dim:
         raise EnrollmentError(f"a speaker embedding has {conditioning.embedding_dim} numbers for this model, "
                               f"got {len(options.speaker)}")

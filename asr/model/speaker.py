@@ -13,7 +13,8 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asr.config import SpeakerConfig
+from asr.config import ModelConfig, SpeakerConfig
+from asr.errors import EnrollmentError
 
 
 class SpeakerAdapter(nn.Module):
@@ -34,3 +35,11 @@ class SpeakerAdapter(nn.Module):
         scale, shift = self.film(speaker * self.embedding_scale)[:, None, :].chunk(2, dim=-1)
         h = self.down(self.norm(x)) * (1 + scale) + shift
         return x + self.up(F.gelu(h))
+
+
+def speaker_conditioning(config: ModelConfig) -> SpeakerConfig:
+    """The model's speaker adapters' settings; EnrollmentError for a model that has none."""
+    if config.encoder.speaker is None:
+        raise EnrollmentError("this model has no speaker adapters: it cannot follow an enrolled voice "
+                              "(the bundled default model can)")
+    return config.encoder.speaker

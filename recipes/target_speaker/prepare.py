@@ -30,7 +30,7 @@ import soundfile as sf
 from asr.audio import load_audio
 from asr.data.augment import mix_at_sir
 from asr.data.manifest import Utterance, read_manifest
-from asr.noisy import PEAK, Condition, held_out_noise, noisy_copy, seeded_rng
+from asr.noisy import Condition, below_full_scale, held_out_noise, noisy_copy, seeded_rng
 
 SAMPLE_RATE = 16000
 SEED = 0
@@ -105,8 +105,7 @@ def mixture(name: str, target: Utterance, speakers: dict[str, list[Utterance]], 
         fields.update({"noise": noise_id, "snr_db": CROWD_SNR_DB})
     else:
         mixed = clean
-    peak = float(np.max(np.abs(mixed)))
-    return (mixed * (PEAK / peak) if peak > PEAK else mixed).astype(np.float32), fields
+    return below_full_scale(mixed)[0].astype(np.float32), fields
 
 
 def main() -> None:
