@@ -2,9 +2,9 @@
 
 Audio arrives in chunks of any size. The long-form reader's voice activity detector finds where
 each utterance starts and ends. While one is going on, the audio heard of it so far is decoded
-again every `partial_every_seconds` of the stream with a cheap search (the model's own settings,
-a beam of one, an int8 copy of the model): a partial result. When the detector closes the
-utterance, at a pause, it is decoded once more with the model's full settings: the final result.
+again every `partial_every_seconds` of the stream with a cheaper search (an int8 copy of the model,
+a shorter window): a partial result. When the detector closes the utterance, at a pause, it is
+decoded once more with the model's full settings: the final result.
 
 Words that three partials in a row agree on, from the start, are committed (local agreement, as in
 Whisper-Streaming): they are shown as stable, and every later decode of the utterance, its final
@@ -15,8 +15,14 @@ against offline decoding, which sees the whole utterance at once, benchmarks/liv
 Partials are decoded at fixed points of the stream, whatever the chunks, and the detector's cuts do
 not depend on chunking either: chunks of any size give the same partials and the same finals.
 
+A final is decoded with the utterances just before it as context, as offline decoding of the
+whole recording would hear them: their audio precedes the utterance's in the decoded window and
+their words are forced as a prefix, so only the utterance's own words are new. A speaker who pauses
+mid-sentence is otherwise decoded in pieces, each without the words around it.
+
 Work and memory per second are bounded however long the stream runs: an utterance is closed at
-latest after `vad.max_segment_seconds`, and audio before the detector's settled point is dropped.
+latest after `vad.max_segment_seconds`, and audio before the detector's settled point (or before
+the context, at most `final_context_seconds`) is dropped.
 """
 
 from __future__ import annotations
@@ -52,7 +58,12 @@ class LiveConfig:
     # 1.57 s (median), the same CPU per second of audio, and streaming WER within 5 errors of 704.
     partial_every_seconds: float = 0.4
     partial_shortest_seconds: float = 0.3  # but not before it is this long (pre-roll included)
-    partial_beam_size: int = 1  # the partial search's beam; finals use the model's settings
+    # The partial search's beam (finals use the model's settings). Committed words come from partials,
+    # and greedy ones committed words the final's beam would not have chosen: on 100 development
+    # utterances (recipes/whisper_ctc/dev_noise.py, clean) streaming finals had 285 errors with a beam
+    # of 1 and 277 with 5, against 277 with no commits and 268 offline. A partial of 4 s then takes
+    # 0.15 s instead of 0.10 s on 2 cores.
+    partial_beam_size: int = 5
     # A model that reads a fixed window (Whisper's 30 s) reads a partial up to this long padded to
     # this instead: a third of the encoder's work, and in our measurements the same words
     # (benchmarks/live_latency.py). Longer partials, and every final, get the model's window.
@@ -74,6 +85,11 @@ class LiveConfig:
     # offline decoding on clean unseen speech (benchmarks/live_latency.py at 7df4fbe); a third
     # partial's say costs half a second. benchmarks/runs/live/RESULTS.md measures this setting.
     commit_after: int = 3
+    # A final is decoded after up to this much of the stream before its utterance, the earlier
+    # utterances' words forced as a prefix (see the module's notes); 0: each utterance alone. The
+    # context goes back no further than a final without words, and the window stays within the
+    # model's own (Whisper's 30 s).
+    final_context_seconds: float = 20.0
 
     def __post_init__(self) -> None:
         if self.partial_every_seconds <= 0:
@@ -88,6 +104,8 @@ class LiveConfig:
             raise ConfigError(f"commit_after must be at least 2 (partials that agree), got {self.commit_after}")
         if self.partial_window_seconds < 0:
             raise ConfigError(f"partial_window_seconds must not be negative, got {self.partial_window_seconds}")
+        if self.final_context_seconds < 0:
+            raise ConfigError(f"final_context_seconds must not be negative, got {self.final_context_seconds}")
 
 
 @dataclass(frozen=True)
@@ -108,8 +126,11 @@ class Final:
     start: float  # seconds from the start of the stream
     end: float
     words: list[Word]  # times from the start of the stream
-    result: Result  # the utterance's decoding, times from its own start (attention on request)
-    audio: np.ndarray = field(repr=False)  # its samples, at the model's rate
+    # The decoding that gave it (attention on request), of `audio`: the utterance, after any earlier
+    # ones decoded with it as context, whose words begin its text (LiveConfig.final_context_seconds).
+    result: Result  # times from the start of `audio`
+    audio: np.ndarray = field(repr=False)  # at the model's rate; it ends where the utterance ends
+    context: float = 0.0  # seconds of earlier utterances at the start of `audio`
 
 
 Event = Union[Partial, Final]
@@ -163,6 +184,12 @@ class LiveRecognizer:
         self._recent: deque[list[str]] = deque(maxlen=config.commit_after)  # the last partials' words
         self._committed: tuple[int, ...] = ()  # decoder tokens of the utterance's committed words
         self._commits = config.commit and self.final_options.mode == "attention"
+        self._heard_words = False  # whether a partial of the open utterance had words
+        # (stream index where it starts, its own decoder tokens) of each utterance a final may follow
+        self._context: deque[tuple[int, tuple[int, ...]]] = deque()
+        # A prefix needs the attention search (DecodingOptions.prefix).
+        self._uses_context = config.final_context_seconds > 0 and self.final_options.mode == "attention"
+        self._longest_final = self.final_options.pad_to_frames * hop or None  # samples a final may decode
         self._finished = False
 
     @property
@@ -210,19 +237,47 @@ class LiveRecognizer:
             spans += self._detector.finish()
         finals = [self._final(span) for span in spans]
         settled = self._detector.settled
-        if settled - self._audio.start >= FORGET_STEP_SECONDS * self.rate:
-            self._audio.forget_before(settled)
+        oldest = settled - round(self.config.final_context_seconds * self.rate)
+        while self._context and self._context[0][0] < oldest:
+            self._context.popleft()
+        keep = min(settled, self._context[0][0]) if self._context else settled
+        if keep - self._audio.start >= FORGET_STEP_SECONDS * self.rate:
+            self._audio.forget_before(keep)
         return finals
 
     def _final(self, span: Span) -> Final:
-        options = dataclasses.replace(self.final_options, prefix=self._committed)
+        # Context only once a partial has heard words: a prefix turns the no-speech gate off, and an
+        # utterance that may be noise alone must meet the gate on its own.
+        context = self._context_for(span) if self._heard_words or self._committed else []
+        start = context[0][0] if context else span.start
+        earlier = tuple(token for _, tokens in context for token in tokens)
+        options = dataclasses.replace(self.final_options, prefix=earlier + self._committed)
         self._committed = ()
+        self._heard_words = False
         self._recent.clear()
-        audio = self._audio.take(span)
+        audio = self._audio.take(Span(start, span.end))
         result = self.recognizer.transcribe(audio, options)
-        offset = span.start / self.rate
-        words = [Word(w.word, round(offset + w.start, 3), round(offset + w.end, 3), w.confidence) for w in result.words]
-        return Final(result.text.strip(), round(offset, 3), round(span.end / self.rate, 3), words, result, audio)
+        own = result.tokens[len(earlier):]
+        text = self.recognizer.tokenizer.decode(own).strip()
+        if text and self._uses_context:
+            self._context.append((span.start, tuple(own)))
+        elif not text:  # no context reaches back over an utterance without words
+            self._context.clear()
+        offset = start / self.rate
+        # Word times come from the CTC head, whose vocabulary may be its own: count words as written.
+        context_words = len(self.recognizer.tokenizer.decode(list(earlier)).split())
+        words = [Word(w.word, round(offset + w.start, 3), round(offset + w.end, 3), w.confidence)
+                 for w in result.words[context_words:]]
+        return Final(text, round(span.start / self.rate, 3), round(span.end / self.rate, 3), words, result, audio,
+                     round((span.start - start) / self.rate, 3))
+
+    def _context_for(self, span: Span) -> list[tuple[int, tuple[int, ...]]]:
+        """The earlier utterances a final of `span` is decoded after: those that begin at most
+        final_context_seconds before it, and no earlier than the model's window allows."""
+        earliest = span.start - round(self.config.final_context_seconds * self.rate)
+        if self._longest_final is not None:
+            earliest = max(earliest, span.end - self._longest_final)
+        return [entry for entry in self._context if entry[0] >= earliest]
 
     def _partial(self) -> list[Partial]:
         start = self._detector.open_start
@@ -233,6 +288,7 @@ class LiveRecognizer:
         result = self._partial_recognizer.transcribe(audio, dataclasses.replace(options, prefix=self._committed))
         words = _without_loop(result.text.split())
         self._recent.append(words)
+        self._heard_words = self._heard_words or bool(words)
         agreed = _agreement(list(self._recent)) if len(self._recent) == self._recent.maxlen else 0
         if self._commits:
             self._commit(result.tokens, agreed)
