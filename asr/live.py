@@ -290,6 +290,9 @@ class LiveRecognizer:
         self._recent.append(words)
         self._heard_words = self._heard_words or bool(words)
         agreed = _agreement(list(self._recent)) if len(self._recent) == self._recent.maxlen else 0
+        # Not the partial's last word: until another word has begun after it, the final may still
+        # extend it ("I" -> "I'm", "cat" -> "cats").
+        agreed = max(0, min(agreed, len(words) - 1))
         if self._commits:
             self._commit(result.tokens, agreed)
             stable = self.recognizer.tokenizer.decode(list(self._committed)).strip()

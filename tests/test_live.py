@@ -87,6 +87,20 @@ def test_partials_fill_in_while_the_sentence_is_spoken(recognizer, talk):
     assert len(set(last) & set(final_words)) >= 0.8 * len(final_words)
 
 
+def test_a_word_is_stable_only_once_another_has_begun_after_it(recognizer, talk):
+    """Partials heard in a long pause all agree on every word; the last of them stays open all the
+    same, since the final may still extend it ("I" -> "I'm")."""
+    _, clips = talk
+    samples = np.concatenate([np.zeros(RATE // 2, np.float32), clips[1], np.zeros(3 * RATE, np.float32)])
+    config = LiveConfig(vad=VadConfig(min_silence_seconds=2.0))
+    partials = [e for e in run(LiveRecognizer(recognizer, config), samples, RATE // 10) if isinstance(e, Partial)]
+    in_the_pause = [p for p in partials if p.end > (RATE // 2 + len(clips[1])) / RATE + 1.0]
+    assert len(in_the_pause) >= 3 and len({p.text for p in in_the_pause}) == 1
+    words = in_the_pause[-1].text.split()
+    assert in_the_pause[-1].stable == " ".join(words[:-1])
+    assert all(len(p.stable.split()) < len(p.text.split()) for p in partials)
+
+
 def test_a_final_is_decoded_after_the_utterances_before_it(recognizer, talk):
     """With context, the second sentence's final decodes both sentences, the first one's words
     forced, and gives the second's words alone, timed where they were spoken; without, it decodes
