@@ -450,7 +450,8 @@ def build_app(demo: Demo) -> gr.Blocks:
                     live_audio = gr.Audio(sources=["microphone"], streaming=True, type="numpy", elem_id="live-audio",
                                           label="Live: record and watch the words come")
                     live_text = gr.Textbox(label="Live transcript (each finished sentence also fills in the "
-                                                 "results on the right)", lines=3, elem_id="live-transcript")
+                                                 "results on the right, with the sentences just before it, which "
+                                                 "it was decoded after)", lines=3, elem_id="live-transcript")
                 _examples("manifest.jsonl", "Examples: clean", audio)
                 _examples("noisy_manifest.jsonl", "Examples: with noise already mixed in", audio)
             with gr.Column():
