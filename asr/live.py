@@ -248,7 +248,7 @@ class LiveRecognizer:
     def _final(self, span: Span) -> Final:
         # Context only once a partial has heard words: a prefix turns the no-speech gate off, and an
         # utterance that may be noise alone must meet the gate on its own.
-        context = self._context_for(span) if self._heard_words or self._committed else []
+        context = self._context_for(span) if self._heard_words else []  # committed words were heard too
         start = context[0][0] if context else span.start
         earlier = tuple(token for _, tokens in context for token in tokens)
         options = dataclasses.replace(self.final_options, prefix=earlier + self._committed)
