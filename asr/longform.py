@@ -5,18 +5,24 @@ into segments of at most `VadConfig.max_segment_seconds`, which are decoded `bat
 time while the rest is still being read. Memory holds one block being read, the segment the
 detector has not yet closed and the segments of one batch, whatever the recording's length. A
 recording no longer than one segment is decoded whole, exactly as `Recognizer.transcribe` decodes it.
+
+A model that pads every input to a fixed window (Whisper's 30 s) spends as much on a one-word
+segment as on a full window, so consecutive segments are packed, joined end to end, into windows
+of up to that length (or `max_segment_seconds`, if shorter), as faster-whisper packs its VAD
+chunks. A window's words go back to the segment their middle falls in, with their times moved
+back to the recording's, and its text is cut between the same words.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Union
 
 import numpy as np
 
-from asr.decoding.options import DecodingOptions
+from asr.decoding.options import DecodingOptions, with_overrides
 from asr.decoding.result import Word
 from asr.errors import ConfigError
 from asr.stream import AudioWindow, read_blocks
@@ -30,8 +36,9 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class LongformConfig:
     vad: VadConfig = field(default_factory=VadConfig)
-    batch_size: int = 8  # segments decoded together
+    batch_size: int = 8  # segments (or packed windows) decoded together
     block_seconds: float = 10.0  # audio read at a time
+    pack_segments: bool = True  # for models that pad to a fixed window: consecutive segments share one
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -84,14 +91,19 @@ def transcribe_long(
     # so far (it gives the same spans for blocks of any size): a short clip loads no VAD model.
     detector: Optional[VoiceActivityDetector] = None
     whole_limit = round(config.vad.max_segment_seconds * rate)
+    fixed_window = _fixed_window(recognizer, options, overrides)
+    if fixed_window:  # no piece may outgrow the window, a 30.0 s one included
+        whole_limit = min(whole_limit, fixed_window)
+    vad = replace(config.vad, max_segment_seconds=whole_limit / rate)
+    packer = _Packer(whole_limit if config.pack_segments and fixed_window else 0)
     window = AudioWindow()
-    ready: list[tuple[Span, np.ndarray]] = []  # found segments with their audio, not yet decoded
     segments: list[Segment] = []
+    word_count = _word_counter(recognizer)
 
-    def decode(batch: list[tuple[Span, np.ndarray]]) -> None:
-        results = recognizer.transcribe_batch([audio for _, audio in batch], options, config.batch_size, **overrides)
-        segments.extend(_segment(span, result.text, result.words, rate) for (span, _), result in zip(batch, results)
-                        if result.text.strip())
+    def decode(batch: list[_Window]) -> None:
+        results = recognizer.transcribe_batch([w.audio() for w in batch], options, config.batch_size, **overrides)
+        for packed, result in zip(batch, results):
+            segments.extend(packed.segments(result.text, result.words, rate, word_count))
 
     spans: list[Span] = []
     for block in read_blocks(source, rate, config.block_seconds):
@@ -99,26 +111,113 @@ def transcribe_long(
         if detector is not None:
             spans += detector.feed(block)
         elif window.end > whole_limit:  # nothing has been let go of yet: the window holds it all
-            detector = VoiceActivityDetector(rate, config.vad)
+            detector = VoiceActivityDetector(rate, vad)
             spans += detector.feed(window.take(Span(0, window.end)))
         if window.end > whole_limit:  # too long to decode whole: decode segment by segment
-            ready += [(span, window.take(span)) for span in spans]
+            for span in spans:
+                packer.add(span, window.take(span))
             spans = []
             window.forget_before(detector.settled)
-            while len(ready) >= config.batch_size:
-                decode(ready[: config.batch_size])
-                ready = ready[config.batch_size :]
+            while len(packer.full) >= config.batch_size:
+                decode(packer.full[: config.batch_size])
+                del packer.full[: config.batch_size]
         if on_progress:
             on_progress(window.end / rate)
     if detector is not None:
         spans += detector.finish()
     if window.end <= whole_limit:
-        ready = [(Span(0, window.end), window.take(Span(0, window.end)))]
+        packer.add(Span(0, window.end), window.take(Span(0, window.end)))
     else:
-        ready += [(span, window.take(span)) for span in spans]
-    for start in range(0, len(ready), config.batch_size):
-        decode(ready[start : start + config.batch_size])
+        for span in spans:
+            packer.add(span, window.take(span))
+    packer.close()
+    for start in range(0, len(packer.full), config.batch_size):
+        decode(packer.full[start : start + config.batch_size])
     return Transcript(str(source), window.end / rate, segments, time.perf_counter() - began)
+
+
+def _fixed_window(recognizer: Union["Recognizer", "OnnxRecognizer"], options: Optional[DecodingOptions],
+                  overrides: dict) -> int:
+    """The most samples that fit the fixed window every input is padded to (Whisper's 30 s), 0 if
+    inputs are not padded."""
+    frames = with_overrides(options or recognizer.default_options, overrides).pad_to_frames
+    return max(0, frames - 1) * recognizer.frontend.hop_length if frames else 0  # a frame per hop, and one
+
+
+def _word_counter(recognizer: Union["Recognizer", "OnnxRecognizer"]) -> Callable[[str], int]:
+    """How many words the recognizer's time stamps give for a text: they are the words of the
+    text's CTC labels (`asr.decoding.align.time_stamps`)."""
+    labels = recognizer.ctc_tokenizer or recognizer.tokenizer
+    return lambda text: len(labels.words(labels.encode(text)))
+
+
+@dataclass
+class _Window:
+    """Segments decoded together, joined end to end, with their audio."""
+
+    spans: list[Span] = field(default_factory=list)
+    pieces: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def samples(self) -> int:
+        return sum(len(p) for p in self.pieces)
+
+    def audio(self) -> np.ndarray:
+        return self.pieces[0] if len(self.pieces) == 1 else np.concatenate(self.pieces)
+
+    def segments(self, text: str, words: list[Word], rate: int, word_count: Callable[[str], int]) -> list[Segment]:
+        """What the window decoded to (`words` timed from its start), as one segment per span that
+        heard words; `word_count` says how many of `words` a text gives."""
+        if not text.strip():
+            return []
+        if len(self.spans) == 1:
+            return [_segment(self.spans[0], text, words, rate)]
+        text_words = text.split()
+        if not words or word_count(text) != len(words):
+            # No time stamps to cut it by: the window stays one segment, over the time it covers.
+            whole = Span(self.spans[0].start, self.spans[-1].end)
+            return [Segment(round(whole.start / rate, 3), round(whole.end / rate, 3), text.strip(), [])]
+        ends = np.cumsum([len(p) for p in self.pieces]) / rate  # where each span ends in the window
+        owners = np.minimum(np.searchsorted(ends, [(w.start + w.end) / 2 for w in words], side="right"),
+                            len(self.spans) - 1)
+        segments, cut, counted = [], 0, 0
+        for index, span in enumerate(self.spans):
+            own = [w for w, owner in zip(words, owners) if owner == index]
+            if not own:
+                continue
+            counted += len(own)
+            start = cut
+            if counted == len(words):
+                cut = len(text_words)
+            else:  # the text words that hold the words so far (a text word may hold several, or none)
+                while cut < len(text_words) and word_count(" ".join(text_words[: cut + 1])) <= counted:
+                    cut += 1
+            offset = span.start / rate - (ends[index] - len(self.pieces[index]) / rate)
+            first, last = span.start / rate, span.end / rate
+            moved = [Word(w.word, round(min(max(w.start + offset, first), last), 3),
+                          round(min(max(w.end + offset, first), last), 3), w.confidence) for w in own]
+            segments.append(Segment(round(first, 3), round(last, 3), " ".join(text_words[start:cut]), moved))
+        return segments
+
+
+class _Packer:
+    """Gathers segments, in order, into windows of at most `limit` samples (0: a window per segment)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.open = _Window()
+        self.full: list[_Window] = []  # closed windows, not yet decoded
+
+    def add(self, span: Span, audio: np.ndarray) -> None:
+        if self.open.spans and self.open.samples + len(audio) > self.limit:
+            self.close()
+        self.open.spans.append(span)
+        self.open.pieces.append(audio)
+
+    def close(self) -> None:
+        if self.open.spans:
+            self.full.append(self.open)
+            self.open = _Window()
 
 
 def _segment(span: Span, text: str, words: list[Word], rate: int) -> Segment:

@@ -18,7 +18,7 @@ from asr.decoding.result import Result
 from asr.errors import CheckpointError, ConfigError
 from asr.model_folder import DEFAULT_MODEL, load_ctc_tokenizer, resolve_model
 from asr.model.asr_model import ASRModel
-from asr.config import QUANTIZE_MODES
+from asr.config import QUANTIZE_MODES, FrontendConfig
 from asr.model.quantize import quantize as quantize_model
 from asr.model.speaker import speaker_conditioning
 from asr.tokenizer import Tokenizer
@@ -57,6 +57,10 @@ class Recognizer:
     @property
     def sample_rate(self) -> int:
         return self.model.config.frontend.sample_rate
+
+    @property
+    def frontend(self) -> FrontendConfig:
+        return self.model.config.frontend
 
     def quantized(self, mode: str = "int8") -> Recognizer:
         """This recognizer with a quantised copy of its model (asr.model.quantize), made on first use

@@ -238,6 +238,23 @@ def test_int8_transcribes_the_samples_within_a_few_words_of_fp32(exported, onnx_
     assert score(zip(map(str, CLIPS), expected, got)).words.errors <= 3
 
 
+def test_a_recording_of_exactly_the_windows_length_is_transcribed(onnx_recognizers, tmp_path):
+    """30.0 s is one feature frame more than the window holds: transcribe_long must not hand it
+    over whole (it did: AudioError)."""
+    import soundfile as sf
+
+    from asr.longform import transcribe_long
+
+    speech = load_audio(CLIPS[0])
+    audio = np.zeros(30 * 16000, np.float32)
+    audio[16000 : 16000 + len(speech)] = speech
+    sf.write(tmp_path / "thirty.wav", audio, 16000, subtype="FLOAT")
+    onnx = onnx_recognizers["int8"]
+    transcript = transcribe_long(onnx, tmp_path / "thirty.wav")
+    assert transcript.duration == 30.0
+    assert transcript.text == onnx.transcribe(speech).text and transcript.text
+
+
 def test_what_the_onnx_path_cannot_do_is_named(onnx_recognizers):
     onnx = onnx_recognizers["fp32"]
     with pytest.raises(ConfigError, match="mode 'attention' only"):

@@ -13,6 +13,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from asr.audio import load_audio, prepare_waveform
+from asr.config import FrontendConfig
 from asr.decoding.align import FrameTiming, time_stamps
 from asr.decoding.hypothesis import Hypothesis
 from asr.decoding.no_speech import NO_SPEECH_WINDOW_SECONDS, densest_stretch
@@ -49,6 +50,10 @@ class OnnxRecognizer:
     @property
     def sample_rate(self) -> int:
         return self.config.frontend.sample_rate
+
+    @property
+    def frontend(self) -> FrontendConfig:
+        return self.config.frontend
 
     def transcribe(self, audio: Audio, options: Optional[DecodingOptions] = None, **overrides) -> Result:
         """Decodes one recording of at most the graph's input (30 s); `overrides` replace fields of `options`."""
