@@ -163,6 +163,22 @@ def test_int8_encoder_states_stay_close(exported, sessions):
     assert 0 < error < 0.15
 
 
+def test_int8_decoder_runs_the_fp32_encoder_and_the_int8_decoder(exported, sessions):
+    _, folder = exported
+    mixed = OnnxModel(folder, "int8-decoder", threads=1)
+    features = mixed.frontend.log_mel(load_audio(CLIPS[0]), FRAMES)[None]
+    encoded = {name: model.encode(features) for name, model in (("mixed", mixed), *sessions.items())}
+    assert np.array_equal(encoded["mixed"].cross_kv, encoded["fp32"].cross_kv)
+    assert not np.array_equal(encoded["int8"].cross_kv, encoded["fp32"].cross_kv)
+    config = exported[0].model.config
+    tokens = np.array([[config.sos_id, *config.decoder_prompt]])
+    kv = mixed.empty_cache(1, encoded["mixed"].cross_kv)
+    mixed_logits, _ = mixed.step(tokens, kv, encoded["mixed"].cross_kv)
+    int8_logits, _ = sessions["int8"].step(tokens, kv, encoded["mixed"].cross_kv)
+    fp32_logits, _ = sessions["fp32"].step(tokens, kv, encoded["mixed"].cross_kv)
+    assert np.array_equal(mixed_logits, int8_logits) and not np.array_equal(mixed_logits, fp32_logits)
+
+
 def test_a_batch_encodes_each_utterance_as_alone(sessions):
     model = sessions["fp32"]
     features = np.stack([model.frontend.log_mel(load_audio(clip), FRAMES) for clip in CLIPS[:2]])
@@ -230,6 +246,28 @@ def test_silence_stays_under_the_gate_and_a_prefix_is_continued(exported, onnx_r
     got = onnx.transcribe(CLIPS[0], prefix=prefix)
     assert got.tokens[: len(prefix)] == list(prefix)
     assert got.text == recognizer.transcribe(CLIPS[0], prefix=prefix).text
+
+
+def test_a_batch_decoded_side_by_side_gives_what_one_at_a_time_gives(exported, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from asr.runtime import recognizer as runtime
+
+    pools = []
+
+    def counted(workers):
+        pools.append(workers)
+        return ThreadPoolExecutor(workers)
+
+    monkeypatch.setattr(runtime, "ThreadPoolExecutor", counted)
+    onnx = runtime.OnnxRecognizer(exported[1], "int8", threads=2)
+    clips = CLIPS + NOISY
+    alone = [onnx.transcribe(clip) for clip in clips]
+    assert not pools
+    together = onnx.transcribe_batch(clips)
+    assert pools == [2]
+    assert [r.text for r in together] == [r.text for r in alone]
+    assert [r.words for r in together] == [r.words for r in alone]
 
 
 def test_int8_transcribes_the_samples_within_a_few_words_of_fp32(exported, onnx_recognizers):
