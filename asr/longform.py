@@ -18,13 +18,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
 
 import numpy as np
 
 from asr.decoding.options import DecodingOptions, with_overrides
 from asr.decoding.result import Word
-from asr.errors import ConfigError
+from asr.errors import AudioError, ConfigError
 from asr.stream import AudioWindow, read_blocks
 from asr.vad import Span, VadConfig, VoiceActivityDetector
 
@@ -90,12 +90,9 @@ def transcribe_long(
     # The detector starts only once the recording proves longer than one piece, on everything read
     # so far (it gives the same spans for blocks of any size): a short clip loads no VAD model.
     detector: Optional[VoiceActivityDetector] = None
-    whole_limit = round(config.vad.max_segment_seconds * rate)
-    fixed_window = _fixed_window(recognizer, options, overrides)
-    if fixed_window:  # no piece may outgrow the window, a 30.0 s one included
-        whole_limit = min(whole_limit, fixed_window)
+    whole_limit = longest_whole(recognizer, options, config, **overrides)
     vad = replace(config.vad, max_segment_seconds=whole_limit / rate)
-    packer = _Packer(whole_limit if config.pack_segments and fixed_window else 0)
+    packer = _Packer(whole_limit if config.pack_segments and _fixed_window(recognizer, options, overrides) else 0)
     window = AudioWindow()
     segments: list[Segment] = []
     word_count = _word_counter(recognizer)
@@ -134,6 +131,55 @@ def transcribe_long(
     for start in range(0, len(packer.full), config.batch_size):
         decode(packer.full[start : start + config.batch_size])
     return Transcript(str(source), window.end / rate, segments, time.perf_counter() - began)
+
+
+def transcribe_short(
+    recognizer: Union["Recognizer", "OnnxRecognizer"],
+    sources: Sequence[Union[str, Path]],
+    options: Optional[DecodingOptions] = None,
+    config: LongformConfig = LongformConfig(),
+    **overrides,
+) -> list[Union[Transcript, AudioError]]:
+    """Several recordings, each expected to fit one piece (`longest_whole`), decoded together; each
+    transcript is what `transcribe_long` gives for it alone. A recording that cannot be read comes
+    back as its AudioError, in its place; one that proves longer goes through `transcribe_long`.
+    Each transcript's `elapsed` is its share of the time the group took."""
+    began = time.perf_counter()
+    whole_limit = longest_whole(recognizer, options, config, **overrides)
+    read: list[Union[np.ndarray, AudioError]] = []
+    for source in sources:
+        try:
+            read.append(np.concatenate([np.zeros(0, np.float32), *read_blocks(source, recognizer.sample_rate,
+                                                                               config.block_seconds)]))
+        except AudioError as err:
+            read.append(err)
+    whole = [i for i, audio in enumerate(read) if isinstance(audio, np.ndarray) and len(audio) <= whole_limit]
+    try:
+        results = recognizer.transcribe_batch([read[i] for i in whole], options, config.batch_size, **overrides)
+    except AudioError:  # samples the model refuses: each alone below, so that one names itself
+        whole, results = [], []
+    rate = recognizer.sample_rate
+    out: list[Union[Transcript, AudioError, None]] = [r if isinstance(r, AudioError) else None for r in read]
+    share = (time.perf_counter() - began) / max(1, len(sources))
+    for i, result in zip(whole, results):
+        segments = [_segment(Span(0, len(read[i])), result.text, result.words, rate)] if result.text.strip() else []
+        out[i] = Transcript(str(sources[i]), len(read[i]) / rate, segments, share)
+    for i, transcript in enumerate(out):
+        if transcript is None:
+            try:
+                out[i] = transcribe_long(recognizer, sources[i], options, config, **overrides)
+            except AudioError as err:
+                out[i] = err
+    return out  # type: ignore[return-value]  # every place is filled above
+
+
+def longest_whole(recognizer: Union["Recognizer", "OnnxRecognizer"], options: Optional[DecodingOptions] = None,
+                  config: LongformConfig = LongformConfig(), **overrides) -> int:
+    """The most samples decoded as one piece: `max_segment_seconds`, and no more than the model's
+    fixed window holds (a 30.0 s recording is one feature frame too long for Whisper's)."""
+    limit = round(config.vad.max_segment_seconds * recognizer.sample_rate)
+    fixed_window = _fixed_window(recognizer, options, overrides)
+    return min(limit, fixed_window) if fixed_window else limit
 
 
 def _fixed_window(recognizer: Union["Recognizer", "OnnxRecognizer"], options: Optional[DecodingOptions],

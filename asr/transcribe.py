@@ -22,7 +22,7 @@ from tqdm import tqdm
 from asr.decoding.options import DecodingOptions
 from asr.errors import AudioError, ConfigError
 from asr.formats import PER_INPUT_FORMATS, AtomicFile, SubtitleOptions, render, write_atomic
-from asr.longform import LongformConfig, Transcript, transcribe_long
+from asr.longform import LongformConfig, Transcript, longest_whole, transcribe_long, transcribe_short
 from asr.stream import STDIN, audio_extensions, probe_duration
 
 if TYPE_CHECKING:
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 # A progress bar is worth drawing for this many inputs, or for this many seconds of audio.
 PROGRESS_MIN_INPUTS = 2
 PROGRESS_MIN_SECONDS = 60.0
+# Headers may be a little off: inputs this close to one piece's length go through transcribe_long alone.
+SHORT_MARGIN_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,21 @@ def transcribe_inputs(
         lines = _json_lines(stack, output)
         bar = stack.enter_context(tqdm(total=round(sum(durations), 1), unit="s", unit_scale=True, file=sys.stderr,
                                        disable=not draw, dynamic_ncols=True, leave=False))
-        for item, expected in zip(inputs, durations):
+        short_enough = longest_whole(recognizer, options, longform, **overrides) / recognizer.sample_rate
+        start = 0
+        while start < len(inputs):
+            # Inputs that each fit one piece, by their headers, are decoded a batch at a time.
+            group = _short_run(durations, start, short_enough - SHORT_MARGIN_SECONDS, longform.batch_size)
+            if len(group) > 1:
+                bar.set_postfix_str(inputs[start].name, refresh=False)
+                for i, transcript in zip(group, transcribe_short(recognizer, [inputs[i].source for i in group],
+                                                                 options, longform, **overrides)):
+                    failed += not _deliver(transcript, inputs[i], output, lines, on_error)
+                    bar.update(durations[i])
+                start += len(group)
+                continue
+            item, expected = inputs[start], durations[start]
+            start += 1
             bar.set_postfix_str(item.name, refresh=False)
             done = 0.0
 
@@ -158,14 +174,38 @@ def transcribe_inputs(
                 done = seconds
 
             try:
-                transcript = transcribe_long(recognizer, item.source, options, longform, advance, **overrides)
-                _write(transcript, item, output, lines)
-            except (AudioError, OSError) as err:  # OSError: an output that cannot be written
-                failed += 1
-                with tqdm.external_write_mode(file=sys.stderr):
-                    on_error(err)
+                transcript: Union[Transcript, AudioError] = transcribe_long(recognizer, item.source, options, longform,
+                                                                            advance, **overrides)
+            except AudioError as err:
+                transcript = err
+            failed += not _deliver(transcript, item, output, lines, on_error)
             bar.update(expected - done)
     return failed
+
+
+def _short_run(durations: list[float], start: int, most_seconds: float, count: int) -> list[int]:
+    """Indices from `start` of consecutive inputs whose headers say they last under `most_seconds`."""
+    run = []
+    for i in range(start, min(len(durations), start + count)):
+        if not 0 < durations[i] <= most_seconds:
+            break
+        run.append(i)
+    return run
+
+
+def _deliver(transcript: Union[Transcript, AudioError], item: Input, output: OutputConfig, lines: Optional[TextIO],
+             on_error: Callable[[Exception], None]) -> bool:
+    """Writes a transcript's outputs; False, with the error given to `on_error`, for an input that
+    could not be read or an output that could not be written."""
+    try:
+        if isinstance(transcript, AudioError):
+            raise transcript
+        _write(transcript, item, output, lines)
+        return True
+    except (AudioError, OSError) as err:  # OSError: an output that cannot be written
+        with tqdm.external_write_mode(file=sys.stderr):
+            on_error(err)
+        return False
 
 
 def _json_lines(stack: ExitStack, output: OutputConfig) -> Optional[TextIO]:

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import asr
-import asr.transcribe
+import asr.longform
 from asr.audio import (
     MAX_AMPLITUDE, MAX_CHANNELS, MAX_RESAMPLING_TAPS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, load_audio, prepare_waveform,
     resampling_ratio,
@@ -286,14 +286,13 @@ def test_a_file_deleted_before_its_turn_is_named_and_the_others_go_on(tiny_model
     paths = [tmp_path / f"{name}.wav" for name in ("first", "vanishing", "last")]
     for path in paths:
         sf.write(path, clip, SR)
-    transcribe_long_alone = asr.transcribe.transcribe_long
+    read_blocks = asr.longform.read_blocks
 
-    def then_delete_the_next(recognizer, source, *args, **kwargs):
-        transcript = transcribe_long_alone(recognizer, source, *args, **kwargs)
+    def then_delete_the_next(source, *args, **kwargs):  # the first file read, the second one goes
+        yield from read_blocks(source, *args, **kwargs)
         paths[1].unlink(missing_ok=True)
-        return transcript
 
-    monkeypatch.setattr(asr.transcribe, "transcribe_long", then_delete_the_next)
+    monkeypatch.setattr(asr.longform, "read_blocks", then_delete_the_next)
     code = cli_main(["transcribe", *map(str, paths), "--model", str(tiny_model_dir)])
     out, err = capsys.readouterr()
     assert code == 1

@@ -270,6 +270,22 @@ def test_a_batch_decoded_side_by_side_gives_what_one_at_a_time_gives(exported, m
     assert [r.words for r in together] == [r.words for r in alone]
 
 
+def test_short_recordings_decoded_together_come_out_as_each_alone(exported, tmp_path):
+    from asr.longform import transcribe_long, transcribe_short
+    from asr.runtime.recognizer import OnnxRecognizer
+
+    onnx = OnnxRecognizer(exported[1], "int8", threads=2)
+    (tmp_path / "notes.wav").write_text("not audio")
+    sources = [CLIPS[0], tmp_path / "notes.wav", *CLIPS[1:]]
+    got = transcribe_short(onnx, sources)
+    assert isinstance(got[1], AudioError) and "notes.wav" in str(got[1])
+    for source, transcript in zip(sources, got):
+        if source.suffix == ".flac":
+            alone = transcribe_long(onnx, source)
+            assert (transcript.audio, transcript.duration, transcript.segments) == (alone.audio, alone.duration,
+                                                                                   alone.segments)
+
+
 def test_int8_transcribes_the_samples_within_a_few_words_of_fp32(exported, onnx_recognizers):
     expected = [onnx_recognizers["fp32"].transcribe(clip).text for clip in CLIPS]
     got = [onnx_recognizers["int8"].transcribe(clip).text for clip in CLIPS]
