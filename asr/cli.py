@@ -364,8 +364,7 @@ def _add_quantize_argument(p: argparse._ActionsContainer) -> None:
 
     p.add_argument("--quantize", choices=QUANTIZE_MODES,
                    help="int8: quantise the model's Linear layers for faster CPU decoding, at a small cost in "
-                        "accuracy (measured in recipes/unseen_voices/PRECISION.md); int8-decoder: the decoder's "
-                        "alone, the encoder stays float32; default: float32")
+                        "accuracy (measured in benchmarks/RESULTS.md); default: float32")
 
 
 def _decoding_overrides(args: argparse.Namespace) -> dict:

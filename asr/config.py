@@ -15,9 +15,8 @@ from asr.errors import ConfigError
 T = TypeVar("T")
 
 
-# How a model's matrix products may be quantised for CPU inference (asr.model.quantize, asr.runtime):
-# all of them, or the decoder's alone (the encoder, which runs once per window, stays float32).
-QUANTIZE_MODES = ("int8", "int8-decoder")
+# How a model's matrix products may be quantised for CPU inference (asr.model.quantize, asr.runtime).
+QUANTIZE_MODES = ("int8",)
 
 
 @dataclass

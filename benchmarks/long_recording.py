@@ -32,7 +32,6 @@ from machine import REPO, machine
 def commands(threads: int) -> list[tuple[str, list[str]]]:
     asr = [sys.executable, "-m", "asr.cli", "transcribe", "--threads", str(threads), "--quiet"]
     return [("asr transcribe (the default: ONNX Runtime, fp32)", asr),
-            ("asr transcribe --quantize int8-decoder", [*asr, "--quantize", "int8-decoder"]),
             ("asr transcribe --quantize int8", [*asr, "--quantize", "int8"]),
             ("faster-whisper tiny.en int8, beam 5", [sys.executable, "-c", FASTER_WHISPER, str(threads)])]
 

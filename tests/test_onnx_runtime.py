@@ -163,22 +163,6 @@ def test_int8_encoder_states_stay_close(exported, sessions):
     assert 0 < error < 0.15
 
 
-def test_int8_decoder_runs_the_fp32_encoder_and_the_int8_decoder(exported, sessions):
-    _, folder = exported
-    mixed = OnnxModel(folder, "int8-decoder", threads=1)
-    features = mixed.frontend.log_mel(load_audio(CLIPS[0]), FRAMES)[None]
-    encoded = {name: model.encode(features) for name, model in (("mixed", mixed), *sessions.items())}
-    assert np.array_equal(encoded["mixed"].cross_kv, encoded["fp32"].cross_kv)
-    assert not np.array_equal(encoded["int8"].cross_kv, encoded["fp32"].cross_kv)
-    config = exported[0].model.config
-    tokens = np.array([[config.sos_id, *config.decoder_prompt]])
-    kv = mixed.empty_cache(1, encoded["mixed"].cross_kv)
-    mixed_logits, _ = mixed.step(tokens, kv, encoded["mixed"].cross_kv)
-    int8_logits, _ = sessions["int8"].step(tokens, kv, encoded["mixed"].cross_kv)
-    fp32_logits, _ = sessions["fp32"].step(tokens, kv, encoded["mixed"].cross_kv)
-    assert np.array_equal(mixed_logits, int8_logits) and not np.array_equal(mixed_logits, fp32_logits)
-
-
 def test_a_batch_encodes_each_utterance_as_alone(sessions):
     model = sessions["fp32"]
     features = np.stack([model.frontend.log_mel(load_audio(clip), FRAMES) for clip in CLIPS[:2]])

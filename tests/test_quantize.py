@@ -75,20 +75,6 @@ def test_int8_transcribes_real_speech_about_as_well_as_float32(models, data_dir)
     assert wer["int8"] <= wer["fp32"] + 0.05, wer
 
 
-def test_int8_decoder_quantises_the_decoder_alone(models, data_dir):
-    fp32, _ = models
-    mixed = asr.load_model(quantize="int8-decoder")
-    dynamic_linear = torch.ao.nn.quantized.dynamic.Linear
-    assert isinstance(mixed.model.decoder.output, dynamic_linear)
-    assert not [name for name, m in mixed.model.decoder.named_modules() if type(m) is torch.nn.Linear]
-    assert all(type(m) is not dynamic_linear for m in mixed.model.encoder.modules())
-    _, text, audio = short_clips(data_dir, 1)[0]
-    waveform, length = torch.from_numpy(audio)[None], torch.tensor([len(audio)])
-    with torch.no_grad():
-        assert torch.equal(mixed.model.encode(waveform, length).hidden, fp32.model.encode(waveform, length).hidden)
-    assert score([("clip", text, mixed.transcribe(audio).text)]).wer <= 0.15
-
-
 def test_unknown_quantisation_is_refused():
     with pytest.raises(ConfigError, match="int4"):
         asr.load_model(quantize="int4")

@@ -5,10 +5,7 @@ per batch (PyTorch's dynamic quantisation, x86/fbgemm kernels). Decoding one utt
 bound by reading weights from memory, above all the decoder's tied output projection (51864 x 384
 for Whisper's vocabulary, 80 MB in float32), which is therefore quantised too: int8 reads a quarter
 of the bytes. What it costs in accuracy is measured by benchmarks/run.py (see benchmarks/RESULTS.md).
-Convolutions, embeddings, layer norms and attention itself stay float32. Mode "int8-decoder"
-quantises the decoder alone: the encoder, which runs once per utterance and carries what noise
-training taught, keeps its float32 weights, while the decoder's steps, which dominate long
-transcripts, read a quarter of the bytes.
+Convolutions, embeddings, layer norms and attention itself stay float32.
 """
 
 from __future__ import annotations
@@ -44,6 +41,5 @@ def quantize(model: ASRModel, mode: str) -> ASRModel:
         # A scale per output row: per-tensor scales cost accuracy on the output projection, whose
         # rows (one per token) differ widely in size; both run equally fast.
         qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
-        target = model.decoder if mode == "int8-decoder" else model
-        torch.ao.quantization.quantize_dynamic(target, {nn.Linear: qconfig}, dtype=torch.qint8, inplace=True)
+        torch.ao.quantization.quantize_dynamic(model, {nn.Linear: qconfig}, dtype=torch.qint8, inplace=True)
     return model

@@ -13,7 +13,7 @@ from asr.runtime.frontend import Frontend
 
 ENCODER_FILE, DECODER_FILE, FRONTEND_FILE = "encoder.onnx", "decoder.onnx", "frontend.npz"
 INT8_SUFFIX = ".int8.onnx"  # the int8 copy of a graph: encoder.int8.onnx
-PRECISIONS = ("fp32", "int8", "int8-decoder")  # int8-decoder: the float32 encoder with the int8 decoder
+PRECISIONS = ("fp32", "int8")
 # What export_onnx writes; graphs built into a cache are kept under it, so a release that exports
 # differently builds them afresh. 2: the encoder carries no padding mask; 3: the decoder broadcasts one
 # row of cross-attention keys and values over a beam; 4: it takes them as one input per tensor;
@@ -40,9 +40,8 @@ class OnnxModel:
         if precision not in PRECISIONS:
             raise CheckpointError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
         folder = Path(folder)
-        suffixes = {ENCODER_FILE: INT8_SUFFIX if precision == "int8" else ".onnx",
-                    DECODER_FILE: INT8_SUFFIX if precision.startswith("int8") else ".onnx"}
-        paths = [folder / Path(name).with_suffix(suffix).name for name, suffix in suffixes.items()]
+        suffix = INT8_SUFFIX if precision == "int8" else ".onnx"
+        paths = [folder / Path(name).with_suffix(suffix).name for name in (ENCODER_FILE, DECODER_FILE)]
         missing = [p.name for p in [*paths, folder / FRONTEND_FILE] if not p.is_file()]
         if missing:
             raise CheckpointError(f"{folder}: no exported model for {precision} (missing {', '.join(missing)}); "

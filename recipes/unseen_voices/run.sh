@@ -58,7 +58,7 @@ if run 2; then
     > recipes/unseen_voices/RESULTS.md
 fi
 if run 3; then
-  systems=asr-onnx-fp32,asr-onnx-int8,asr-onnx-int8-decoder
+  systems=asr-onnx-fp32,asr-onnx-int8
   conditions="clean $(for k in ${kinds//,/ }; do for r in ${precision_snrs//,/ }; do echo -n "${k}_$r "; done; done)"
   for set in ${sets//,/ }; do
     precision=$out/$set/precision
