@@ -162,7 +162,8 @@ def transcribe_short(
     out: list[Union[Transcript, AudioError, None]] = [r if isinstance(r, AudioError) else None for r in read]
     share = (time.perf_counter() - began) / max(1, len(sources))
     for i, result in zip(whole, results):
-        segments = [_segment(Span(0, len(read[i])), result.text, result.words, rate)] if result.text.strip() else []
+        alone = _Window([Span(0, len(read[i]))], [read[i]])  # as transcribe_long decodes a recording this short
+        segments = alone.segments(result.text, result.words, rate, _word_counter(recognizer))
         out[i] = Transcript(str(sources[i]), len(read[i]) / rate, segments, share)
     for i, transcript in enumerate(out):
         if transcript is None:
