@@ -140,6 +140,9 @@ class ModelConfig:
     ctc_vocab_size: int = 0
     # Decoder tokens never to output (Whisper's non-speech symbols, from its generation config).
     suppress_ids: list[int] = field(default_factory=list)
+    # The token whose probability right after <sos> is the decoder's own estimate that the audio holds
+    # no speech (Whisper's <|nospeech|>, <|nocaptions|> in English-only models); -1: the model has none.
+    no_speech_id: int = -1
 
 
 @dataclass

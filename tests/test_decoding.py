@@ -496,6 +496,20 @@ def test_the_no_speech_gate_measures_the_densest_stretch_of_speech():
     assert float(word.mean()) < 0.02 and float(densest_stretch(word, torch.tensor([250]), 50)[0]) == pytest.approx(0.054)
 
 
+def test_the_decoders_no_speech_rule_is_whispers():
+    """Drop a transcript when the decoder finds no speech likely and does not follow what it heard."""
+    from asr.decoding.no_speech import decoder_hears_no_speech
+
+    # Two tokens and <eos> summing to -3.0: a mean of -1.0 per token.
+    assert decoder_hears_no_speech(0.5, -3.0, 2, threshold=0.4, logprob_threshold=-0.9)
+    assert not decoder_hears_no_speech(0.5, -2.4, 2, threshold=0.4, logprob_threshold=-0.9)  # mean -0.8
+    assert not decoder_hears_no_speech(0.4, -30.0, 2, threshold=0.4, logprob_threshold=-0.9)  # not above it
+    assert not decoder_hears_no_speech(0.9, -30.0, 2, threshold=0.0, logprob_threshold=-0.9)  # the rule is off
+    assert decoder_hears_no_speech(0.5, -0.1, 2, threshold=0.4, logprob_threshold=None)  # the probability alone
+    with pytest.raises(ConfigError, match="decoder_no_speech_threshold"):
+        asr.DecodingOptions(decoder_no_speech_threshold=1.5)
+
+
 def test_length_normalised_search_waits_for_a_full_beam_and_ranks_per_token(digits):
     """Whisper's rule: summed log-probabilities favour early endings, so rank by score per token."""
     from asr.decoding.beam_search import beam_search

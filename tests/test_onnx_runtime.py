@@ -232,6 +232,26 @@ def test_silence_stays_under_the_gate_and_a_prefix_is_continued(exported, onnx_r
     assert got.text == recognizer.transcribe(CLIPS[0], prefix=prefix).text
 
 
+def test_the_decoders_no_speech_rule_is_applied_alike_in_both_runtimes(exported, onnx_recognizers):
+    """The decoder's probability of no speech after <sos> is the same in both runtimes; both drop a
+    transcript it condemns, neither drops one it does not, and a prefix is never dropped."""
+    recognizer, onnx = exported[0], onnx_recognizers["fp32"]
+    assert onnx.default_options.decoder_no_speech_threshold > 0  # the default model applies the rule
+    for clip in (CLIPS[0], NOISY[0]):
+        expected, got = recognizer.transcribe(clip), onnx.transcribe(clip)
+        assert got.text and 0 < got.no_speech_prob < 1
+        assert got.no_speech_prob == pytest.approx(expected.no_speech_prob, abs=1e-3)
+        # With logprob_threshold 0 every transcript's mean log-probability is under it, so the
+        # no-speech probability alone decides, on either side of its value.
+        below = {"decoder_no_speech_threshold": got.no_speech_prob / 2, "logprob_threshold": 0.0}
+        above = {"decoder_no_speech_threshold": min(1.0, got.no_speech_prob * 2), "logprob_threshold": 0.0}
+        assert recognizer.transcribe(clip, **below).text == onnx.transcribe(clip, **below).text == ""
+        assert onnx.transcribe(clip, **above).text == got.text == recognizer.transcribe(clip, **above).text
+        prefix = tuple(recognizer.tokenizer.encode(got.text.split()[0]))
+        assert onnx.transcribe(clip, prefix=prefix, **below).text.startswith(got.text.split()[0])
+        assert onnx.transcribe(clip, decoder_no_speech_threshold=0.0).no_speech_prob is None
+
+
 def test_a_batch_decoded_side_by_side_gives_what_one_at_a_time_gives(exported, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 

@@ -16,7 +16,7 @@ from asr.decoding.beam_search import beam_search
 from asr.decoding.vocabulary import ctc_shares_vocabulary
 from asr.decoding.ctc import best_path_scores, ctc_greedy_search, ctc_prefix_beam_search
 from asr.decoding.hypothesis import Hypothesis
-from asr.decoding.no_speech import NO_SPEECH_WINDOW_SECONDS, densest_stretch
+from asr.decoding.no_speech import NO_SPEECH_WINDOW_SECONDS, decoder_hears_no_speech, densest_stretch
 from asr.decoding.options import CTC_MODES, DecodingOptions
 from asr.decoding.rescore import attention_rescore, cross_vocabulary_rescore
 from asr.decoding.sampling import with_fallback
@@ -76,6 +76,7 @@ def decode(
     kept = [b for b, p in enumerate(speech_probs) if p >= options.no_speech_threshold or options.prefix]
     silent = (log_probs[..., config.blank_id] * valid).sum(1).tolist()  # log P_ctc(nothing)
     best = [Hypothesis((), score, ctc_score=score) for score in silent]
+    no_speech: list[Optional[float]] = [None] * len(silent)
     if kept:
         index = torch.tensor(kept, device=enc.hidden.device)
         seconds = (lengths[index] / config.frontend.sample_rate).tolist()
@@ -85,6 +86,13 @@ def decode(
                        ctc_lengths[index], limits)
         for b, hyp in zip(kept, found):
             best[b] = hyp
+        if options.decoder_no_speech_threshold and options.mode == "attention" and not options.prefix \
+                and config.no_speech_id >= 0:
+            for b, prob in zip(kept, _decoder_no_speech_probs(model, enc.hidden[index], enc.lengths[index])):
+                no_speech[b] = prob
+                if decoder_hears_no_speech(prob, best[b].score, len(best[b].tokens),
+                                           options.decoder_no_speech_threshold, options.logprob_threshold):
+                    best[b] = Hypothesis((), silent[b], ctc_score=silent[b])
     searched = time.perf_counter()
 
     # What each hypothesis is in either vocabulary: text, CTC labels to align, decoder tokens.
@@ -132,8 +140,20 @@ def decode(
             timings=timings,
             cross_attention=cross[b],
             encoder_attention=encoder_attention[b],
+            no_speech_prob=no_speech[b],
         ))
     return results
+
+
+def _decoder_no_speech_probs(model: ASRModel, memory: Tensor, memory_lengths: Tensor) -> list[float]:
+    """Per utterance, the decoder's probability of its no-speech token right after <sos> (Whisper's
+    no_speech_prob), before any token is suppressed."""
+    batch, device = len(memory), memory.device
+    sos = torch.full((batch, 1), model.config.sos_id, dtype=torch.long, device=device)
+    states = model.decoder.states(sos, torch.ones(batch, dtype=torch.long, device=device), memory,
+                                  lengths_to_mask(memory_lengths, memory.shape[1])).states
+    probs = torch.softmax(model.decoder.project(states[:, 0]).float(), dim=-1)
+    return probs[:, model.config.no_speech_id].tolist()
 
 
 def _speaker(model: ASRModel, options: DecodingOptions, batch: int) -> Optional[Tensor]:

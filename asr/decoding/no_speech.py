@@ -1,6 +1,9 @@
-"""The no-speech gate's measure: CTC speech probability where speech is densest."""
+"""The no-speech gates: CTC speech probability where speech is densest, and Whisper's rule on the
+decoder's own no-speech probability."""
 
 from __future__ import annotations
+
+from typing import Optional
 
 import numpy as np
 
@@ -21,3 +24,13 @@ def densest_stretch(speech: np.ndarray, lengths: np.ndarray, window: int) -> np.
     sums = cumulative[:, 1:] - np.take_along_axis(cumulative, starts, axis=1)
     inside = (starts + widths[:, None] == ends[None, :]) & (ends[None, :] <= lengths[:, None])
     return np.clip(np.where(inside, sums, 0.0).max(1) / widths, 0.0, None)
+
+
+def decoder_hears_no_speech(no_speech_prob: float, log_prob: float, tokens: int, threshold: float,
+                            logprob_threshold: Optional[float]) -> bool:
+    """Whisper's rule (DecodingOptions.decoder_no_speech_threshold): the decoder's probability of no
+    speech is above `threshold`, and the transcript's mean log-probability per token, <eos>
+    included (`log_prob` summed over `tokens` tokens and <eos>), is under `logprob_threshold`."""
+    if not threshold or no_speech_prob <= threshold:
+        return False
+    return logprob_threshold is None or log_prob / (tokens + 1) < logprob_threshold

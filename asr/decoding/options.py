@@ -46,6 +46,13 @@ class DecodingOptions:
     # the utterance is taken to hold no speech and decodes to nothing without any search.
     # Speech runs at about 0.05-0.5; 0 turns the gate off.
     no_speech_threshold: float = 0.0
+    # Whisper's rule against transcribing what is not speech addressed to the microphone (a crowd,
+    # a voice across the room): a transcript is dropped when the decoder's probability of no speech
+    # (ModelConfig.no_speech_id, after <sos>) exceeds this, unless its mean log-probability per token
+    # (<eos> included) reaches `logprob_threshold`. The CTC gate above cannot tell such babble from
+    # speech: it measures whether anyone speaks, not whether the decoder can follow them. 0 turns the
+    # rule off; it applies in mode "attention", to models with a no-speech token, and never to a prefix.
+    decoder_no_speech_threshold: float = 0.0
     # Return the cross-attention of the chosen hypothesis and the encoder self-attention.
     return_attention: bool = False
     # Pad the features with silence to this many frames and let the encoder attend to it, as
@@ -96,6 +103,8 @@ class DecodingOptions:
             raise ConfigError(f"a forced prefix needs mode 'attention', not {self.mode!r}")
         if not 0.0 <= self.no_speech_threshold <= 1.0:
             raise ConfigError(f"no_speech_threshold must lie in [0, 1], got {self.no_speech_threshold}")
+        if not 0.0 <= self.decoder_no_speech_threshold <= 1.0:
+            raise ConfigError(f"decoder_no_speech_threshold must lie in [0, 1], got {self.decoder_no_speech_threshold}")
 
 
 def with_overrides(options: DecodingOptions, overrides: dict) -> DecodingOptions:

@@ -52,3 +52,5 @@ class Result:
     # that predicted tokens[i]; None if the hypothesis is longer than the decoder's position table.
     cross_attention: Optional[Tensor] = None  # (layers, heads, len(tokens), frames), rows sum to 1
     encoder_attention: Optional[Tensor] = None  # (layers, heads, frames, frames), rows sum to 1
+    # The decoder's probability of no speech, where its rule was applied (DecodingOptions.decoder_no_speech_threshold).
+    no_speech_prob: Optional[float] = None

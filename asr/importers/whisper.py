@@ -83,6 +83,7 @@ def model_config(dims: WhisperDims, tokenizer: WhisperTokenizer) -> ModelConfig:
         sos_id=tokenizer.sos_id,
         eos_id=tokenizer.eos_id,
         decoder_prompt=[tokenizer.no_timestamps_id],
+        no_speech_id=tokenizer.no_speech_id,
         ctc_vocab_size=len(CTC_SYMBOLS),
         label_smoothing=0.0,
     )

@@ -18,13 +18,13 @@ from asr.audio import load_audio, prepare_waveform
 from asr.config import FrontendConfig
 from asr.decoding.align import FrameTiming, time_stamps
 from asr.decoding.hypothesis import Hypothesis
-from asr.decoding.no_speech import NO_SPEECH_WINDOW_SECONDS, densest_stretch
+from asr.decoding.no_speech import NO_SPEECH_WINDOW_SECONDS, decoder_hears_no_speech, densest_stretch
 from asr.decoding.options import DecodingOptions, with_overrides
 from asr.decoding.result import Result, Timings
 from asr.errors import AudioError, CheckpointError, ConfigError
 from asr.model_folder import DEFAULT_MODEL, load_ctc_tokenizer, read_description, read_meta, resolve_model
 from asr.runtime.onnx_model import ENCODER_FILE, FRONTEND_FILE, GRAPHS_VERSION, OnnxModel
-from asr.runtime.search import beam_search
+from asr.runtime.search import beam_search, log_softmax
 
 Audio = Union[str, Path, np.ndarray]
 SUBSAMPLING_RATE = 2  # Whisper's stem (conv1d2), the one the export takes: an encoder frame per 2 features
@@ -85,11 +85,18 @@ class OnnxRecognizer:
         speech_prob = float(densest_stretch((1 - np.exp(log_probs[:, blank]))[None], np.array([frames]), window)[0])
         searched_from = time.perf_counter()
 
+        silent = float(log_probs[:, blank].sum())
+        nothing = Hypothesis((), silent, ctc_score=silent)
+        no_speech = None
         if speech_prob >= options.no_speech_threshold or options.prefix:
             best = self._search(model, encoded.cross_kv, len(samples) / self.sample_rate, options)
+            if options.decoder_no_speech_threshold and not options.prefix and self.config.no_speech_id >= 0:
+                no_speech = self._decoder_no_speech_prob(model, encoded.cross_kv)
+                if decoder_hears_no_speech(no_speech, best.score, len(best.tokens),
+                                           options.decoder_no_speech_threshold, options.logprob_threshold):
+                    best = nothing
         else:  # under the no-speech gate: nothing, without a search
-            silent = float(log_probs[:, blank].sum())
-            best = Hypothesis((), silent, ctc_score=silent)
+            best = nothing
         searched = time.perf_counter()
 
         text = self.tokenizer.decode(best.tokens)
@@ -101,7 +108,8 @@ class OnnxRecognizer:
         return Result(text=text, tokens=list(best.tokens), pieces=[self.tokenizer.piece(t) for t in best.tokens],
                       score=best.score, token_times=token_times, words=words, alignment=alignment,
                       frame_timing=self.timing, duration=duration, speech_prob=speech_prob,
-                      timings=Timings(searched_from - began, searched - searched_from, aligned - searched, 0.0))
+                      timings=Timings(searched_from - began, searched - searched_from, aligned - searched, 0.0),
+                      no_speech_prob=no_speech)
 
     def transcribe_batch(self, audios: Sequence[Audio], options: Optional[DecodingOptions] = None,
                          batch_size: int = 1, **overrides) -> list[Result]:
@@ -139,6 +147,11 @@ class OnnxRecognizer:
                            options.length_penalty, options.length_norm, options.prefix)
         best = hyps[0]
         return Hypothesis(tuple(options.prefix) + best.tokens, best.score, best.ctc_score, best.attention_score)
+
+    def _decoder_no_speech_prob(self, model: OnnxModel, cross_kv: np.ndarray) -> float:
+        """The decoder's probability of its no-speech token right after <sos>, as `asr.decoding.decode` takes it."""
+        logits, _ = model.step(np.array([[self.config.sos_id]]), model.empty_cache(1, cross_kv), cross_kv)
+        return float(np.exp(log_softmax(logits.astype(np.float32))[0, self.config.no_speech_id]))
 
     def _check(self, options: DecodingOptions) -> None:
         if options.mode != "attention":

@@ -6,11 +6,14 @@
 #   recipes/unseen_voices/run.sh [--stage N] [--stop-stage N] [--data-dir DIR] [--out DIR]
 #                                [--per-speaker N] [--snrs clean,20,10,5,0] [--kinds babble,music,street]
 #                                [--sets speechocean762_test,commonvoice,librispeech_mini,speechbrain]
+#                                [--precision-snrs 5] [--rule-snrs 5,0]
 #
 # Stages: 0 test manifests (prepare.py); 1 each set through recipes/noisy_eval/run.sh (noisy audio,
 # faster-whisper, our models, noise-only clips); 2 RESULTS.md from the sets' results; 3 the default
 # model in each precision of the ONNX Runtime path against PyTorch fp32, clean and at --precision-snrs
-# (default 5 dB) of each kind, on stage 1's noisy audio (PRECISION.md).
+# (default 5 dB) of each kind, on stage 1's noisy audio (PRECISION.md); 4 the decoder's no-speech rule
+# (DecodingOptions.decoder_no_speech_threshold): the default on ONNX Runtime with and without it, and
+# faster-whisper, clean, at --rule-snrs (default 5,0) of each kind and on the noise-only clips (NO_SPEECH_RULE.md).
 # Run from the repository root; see recipes/unseen_voices/README.md.
 set -euo pipefail
 
@@ -24,6 +27,7 @@ kinds=babble,music,street
 sets=speechocean762_test,commonvoice,librispeech_mini,speechbrain
 clips_per_kind=10
 precision_snrs=5
+rule_snrs=5,0
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,6 +41,7 @@ while [ $# -gt 0 ]; do
     --sets) sets=$2; shift 2 ;;
     --clips-per-kind) clips_per_kind=$2; shift 2 ;;
     --precision-snrs) precision_snrs=$2; shift 2 ;;
+    --rule-snrs) rule_snrs=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -80,4 +85,29 @@ if run 3; then
     --title "Unseen voices: the default model in each precision and runtime" \
     --command "recipes/unseen_voices/run.sh --stage 3 --stop-stage 3 --per-speaker $per_speaker --kinds $kinds --sets $sets --precision-snrs $precision_snrs" \
     > recipes/unseen_voices/PRECISION.md
+fi
+if run 4; then
+  # The systems sort so that the default comes first: the others' differences are taken to it.
+  systems=asr-onnx-fp32,asr-onnx-fp32-without-decoder-gate,faster-whisper-int8
+  conditions="clean noise_only $(for k in ${kinds//,/ }; do for r in ${rule_snrs//,/ }; do echo -n "${k}_$r "; done; done)"
+  for set in ${sets//,/ }; do
+    rule=$out/$set/no_speech_rule
+    # The noisy audio of stage 1 (or of --prepare-only with the same SNRs, kinds and clips per kind).
+    OMP_NUM_THREADS=2 asr eval-noise --manifest $manifests/$set.jsonl --noise-dir "$data_dir/noise" \
+      --snrs clean,$rule_snrs --kinds $kinds --clips-per-kind $clips_per_kind --out $rule --prepare-only
+    for condition in $conditions; do
+      python benchmarks/peers.py --manifest $rule/noisy/$condition.jsonl --out $rule/raw/$condition \
+        --systems $systems --threads 2
+      for system in ${systems//,/ }; do
+        mkdir -p $rule/hyps/$system
+        cp $rule/raw/$condition/$system.jsonl $rule/hyps/$system/$condition.jsonl
+      done
+    done
+    asr eval-noise --manifest $manifests/$set.jsonl --noise-dir "$data_dir/noise" --snrs clean,$rule_snrs \
+      --kinds $kinds --clips-per-kind $clips_per_kind --out $rule --hyp-dir $rule/hyps
+  done
+  python recipes/unseen_voices/results.py --out "$out" --sets $sets --results no_speech_rule \
+    --title "Unseen voices: the decoder's no-speech rule" \
+    --command "recipes/unseen_voices/run.sh --stage 4 --stop-stage 4 --per-speaker $per_speaker --kinds $kinds --sets $sets --rule-snrs $rule_snrs" \
+    > recipes/unseen_voices/NO_SPEECH_RULE.md
 fi
