@@ -152,7 +152,7 @@ def write_noise_only(banks: dict[str, NoiseBank], directory: Path, seed: int, se
         for index in range(clips_per_kind):
             rng = seeded_rng(seed, NOISE_ONLY, kind, str(index))
             crop = _crowd(bank, length, rng) if kind == BABBLE else fit_to_length(bank.choose(rng)[1], length, rng)
-            clips.append((f"{kind}_{index}", kind, np.clip(_at_rms(crop, level), -PEAK, PEAK)))
+            clips.append((f"{kind}_{index}", kind, np.clip(at_rms(crop, level), -PEAK, PEAK)))
     for index in range(clips_per_kind):  # different lengths, or the clips would all be the same
         clips.append((f"{SILENCE}_{index}", SILENCE, np.zeros(length * (index + 1) // clips_per_kind)))
     rows = []
@@ -167,10 +167,10 @@ def write_noise_only(banks: dict[str, NoiseBank], directory: Path, seed: int, se
 def _crowd(bank: NoiseBank, length: int, rng: np.random.Generator) -> np.ndarray:
     """Crops of CROWD_RECORDINGS different recordings of `bank`, each at unit RMS, summed."""
     picks = rng.choice(len(bank), size=min(CROWD_RECORDINGS, len(bank)), replace=False)
-    return sum(_at_rms(fit_to_length(bank.load(int(i)), length, rng), 1.0) for i in sorted(picks))
+    return sum(at_rms(fit_to_length(bank.load(int(i)), length, rng), 1.0) for i in sorted(picks))
 
 
-def _at_rms(audio: np.ndarray, rms: float) -> np.ndarray:
+def at_rms(audio: np.ndarray, rms: float) -> np.ndarray:
     """`audio` in float64 scaled to root-mean-square `rms` (unchanged if silent)."""
     audio = audio.astype(np.float64)
     current = float(np.sqrt(np.mean(audio**2)))
