@@ -46,6 +46,17 @@ while [ $# -gt 0 ]; do
   esac
 done
 run() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+# Each of $conditions of the noisy folder $1 decoded by each of $systems (benchmarks/peers.py) into
+# $2/raw/<condition>/, and the transcripts gathered as `asr eval-noise --hyp-dir $2/hyps` reads them.
+decode_conditions() {
+  for condition in $conditions; do
+    python benchmarks/peers.py --manifest $1/$condition.jsonl --out $2/raw/$condition --systems $systems --threads 2
+    for system in ${systems//,/ }; do
+      mkdir -p $2/hyps/$system
+      cp $2/raw/$condition/$system.jsonl $2/hyps/$system/$condition.jsonl
+    done
+  done
+}
 manifests=recipes/unseen_voices/data
 
 if run 0; then
@@ -67,14 +78,7 @@ if run 3; then
   conditions="clean $(for k in ${kinds//,/ }; do for r in ${precision_snrs//,/ }; do echo -n "${k}_$r "; done; done)"
   for set in ${sets//,/ }; do
     precision=$out/$set/precision
-    for condition in $conditions; do
-      python benchmarks/peers.py --manifest $out/$set/noisy/$condition.jsonl --out $precision/raw/$condition \
-        --systems $systems --threads 2
-      for system in ${systems//,/ }; do
-        mkdir -p $precision/hyps/$system
-        cp $precision/raw/$condition/$system.jsonl $precision/hyps/$system/$condition.jsonl
-      done
-    done
+    decode_conditions $out/$set/noisy $precision
     # The same noisy audio as stage 1 (a mixture depends on the seed, utterance and kind alone);
     # PyTorch fp32 decoded again, as the system the others are paired with.
     OMP_NUM_THREADS=2 asr eval-noise --manifest $manifests/$set.jsonl --noise-dir "$data_dir/noise" \
@@ -92,17 +96,10 @@ if run 4; then
   conditions="clean noise_only $(for k in ${kinds//,/ }; do for r in ${rule_snrs//,/ }; do echo -n "${k}_$r "; done; done)"
   for set in ${sets//,/ }; do
     rule=$out/$set/no_speech_rule
-    # The noisy audio of stage 1 (or of --prepare-only with the same SNRs, kinds and clips per kind).
+    # The same noisy audio as stage 1's (a mixture depends on the seed, utterance and kind alone).
     OMP_NUM_THREADS=2 asr eval-noise --manifest $manifests/$set.jsonl --noise-dir "$data_dir/noise" \
       --snrs clean,$rule_snrs --kinds $kinds --clips-per-kind $clips_per_kind --out $rule --prepare-only
-    for condition in $conditions; do
-      python benchmarks/peers.py --manifest $rule/noisy/$condition.jsonl --out $rule/raw/$condition \
-        --systems $systems --threads 2
-      for system in ${systems//,/ }; do
-        mkdir -p $rule/hyps/$system
-        cp $rule/raw/$condition/$system.jsonl $rule/hyps/$system/$condition.jsonl
-      done
-    done
+    decode_conditions $rule/noisy $rule
     asr eval-noise --manifest $manifests/$set.jsonl --noise-dir "$data_dir/noise" --snrs clean,$rule_snrs \
       --kinds $kinds --clips-per-kind $clips_per_kind --out $rule --hyp-dir $rule/hyps
   done
