@@ -16,7 +16,7 @@ from asr.decoding.beam_search import beam_search
 from asr.decoding.vocabulary import ctc_shares_vocabulary
 from asr.decoding.ctc import best_path_scores, ctc_greedy_search, ctc_prefix_beam_search
 from asr.decoding.hypothesis import Hypothesis
-from asr.decoding.no_speech import NO_SPEECH_WINDOW_SECONDS, decoder_hears_no_speech, densest_stretch
+from asr.decoding.no_speech import NO_SPEECH_WINDOW_SECONDS, decoder_hears_no_speech, decoder_rule_applies, densest_stretch
 from asr.decoding.options import CTC_MODES, DecodingOptions
 from asr.decoding.rescore import attention_rescore, cross_vocabulary_rescore
 from asr.decoding.sampling import with_fallback
@@ -86,8 +86,7 @@ def decode(
                        ctc_lengths[index], limits)
         for b, hyp in zip(kept, found):
             best[b] = hyp
-        if options.decoder_no_speech_threshold and options.mode == "attention" and not options.prefix \
-                and config.no_speech_id >= 0:
+        if decoder_rule_applies(options, config):
             for b, prob in zip(kept, _decoder_no_speech_probs(model, enc.hidden[index], enc.lengths[index])):
                 no_speech[b] = prob
                 if decoder_hears_no_speech(prob, best[b].score, len(best[b].tokens),

@@ -3,9 +3,13 @@ decoder's own no-speech probability."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from asr.config import ModelConfig
+    from asr.decoding.options import DecodingOptions
 
 # The no-speech gate measures speech where it is densest, over this long a stretch: averaged over a
 # whole clip, one short word ("tie") in a second or more of silence falls under any threshold that
@@ -24,6 +28,13 @@ def densest_stretch(speech: np.ndarray, lengths: np.ndarray, window: int) -> np.
     sums = cumulative[:, 1:] - np.take_along_axis(cumulative, starts, axis=1)
     inside = (starts + widths[:, None] == ends[None, :]) & (ends[None, :] <= lengths[:, None])
     return np.clip(np.where(inside, sums, 0.0).max(1) / widths, 0.0, None)
+
+
+def decoder_rule_applies(options: "DecodingOptions", config: "ModelConfig") -> bool:
+    """Whether Whisper's rule (DecodingOptions.decoder_no_speech_threshold) acts on a decoding: it is
+    on, the search is the attention decoder's, no prefix is forced, and the model has a no-speech token."""
+    return bool(options.decoder_no_speech_threshold) and options.mode == "attention" and not options.prefix \
+        and config.no_speech_id >= 0
 
 
 def decoder_hears_no_speech(no_speech_prob: float, log_prob: float, tokens: int, threshold: float,

@@ -18,7 +18,7 @@ from asr.audio import load_audio, prepare_waveform
 from asr.config import FrontendConfig
 from asr.decoding.align import FrameTiming, time_stamps
 from asr.decoding.hypothesis import Hypothesis
-from asr.decoding.no_speech import NO_SPEECH_WINDOW_SECONDS, decoder_hears_no_speech, densest_stretch
+from asr.decoding.no_speech import NO_SPEECH_WINDOW_SECONDS, decoder_hears_no_speech, decoder_rule_applies, densest_stretch
 from asr.decoding.options import DecodingOptions, with_overrides
 from asr.decoding.result import Result, Timings
 from asr.errors import AudioError, CheckpointError, ConfigError
@@ -90,7 +90,7 @@ class OnnxRecognizer:
         no_speech = None
         if speech_prob >= options.no_speech_threshold or options.prefix:
             best = self._search(model, encoded.cross_kv, len(samples) / self.sample_rate, options)
-            if options.decoder_no_speech_threshold and not options.prefix and self.config.no_speech_id >= 0:
+            if decoder_rule_applies(options, self.config):
                 no_speech = self._decoder_no_speech_prob(model, encoded.cross_kv)
                 if decoder_hears_no_speech(no_speech, best.score, len(best.tokens),
                                            options.decoder_no_speech_threshold, options.logprob_threshold):
