@@ -153,14 +153,15 @@ def test_int8_greedy_transcripts_differ_from_the_pytorch_models_by_a_word_or_two
 
 
 def test_int8_encoder_states_stay_close(exported, sessions):
-    """Dynamic int8 moves the encoder states by under 15 % of their norm (measured: 9 % on LJ001-0002)."""
+    """int8 moves the encoder states by under 6 % of their norm. Measured on LJ001-0002: 4.1 %; with
+    every product under one input scale per call (dynamic int8, the scheme before), 8.7 %."""
     recognizer, _ = exported
     model = sessions["int8"]
     wave = load_audio(REPO / "audio_samples" / "LJ001-0002.flac")
     hidden, _ = torch_encode(recognizer.model, wave)
     out = model.encode(model.frontend.log_mel(wave, FRAMES)[None])
     error = np.linalg.norm(out.hidden - hidden.numpy()) / np.linalg.norm(hidden.numpy())
-    assert 0 < error < 0.15
+    assert 0 < error < 0.06
 
 
 def test_a_batch_encodes_each_utterance_as_alone(sessions):

@@ -17,8 +17,9 @@ PRECISIONS = ("fp32", "int8")
 # What export_onnx writes; graphs built into a cache are kept under it, so a release that exports
 # differently builds them afresh. 2: the encoder carries no padding mask; 3: the decoder broadcasts one
 # row of cross-attention keys and values over a beam; 4: it takes them as one input per tensor;
-# 5: attention scales its queries, so that a step no longer scales and transposes every cached key.
-GRAPHS_VERSION = 5
+# 5: attention scales its queries, so that a step no longer scales and transposes every cached key;
+# 6: int8 graphs keep blocks of 32 weights per scale where one scale per call lost words.
+GRAPHS_VERSION = 6
 
 
 def cross_input_names(layers: int) -> list[str]:

@@ -10,8 +10,8 @@
 #
 # Stages: 0 test manifests (prepare.py); 1 each set through recipes/noisy_eval/run.sh (noisy audio,
 # faster-whisper, our models, noise-only clips); 2 RESULTS.md from the sets' results; 3 the default
-# model in each precision of the ONNX Runtime path against PyTorch fp32, clean and at --precision-snrs
-# (default 5 dB) of each kind, on stage 1's noisy audio (PRECISION.md); 4 the decoder's no-speech rule
+# model in each precision of the ONNX Runtime path (int8 against fp32, the default), clean and at
+# --precision-snrs (default 5 dB) of each kind (PRECISION.md); 4 the decoder's no-speech rule
 # (DecodingOptions.decoder_no_speech_threshold): the default on ONNX Runtime with and without it, and
 # faster-whisper, clean, at --rule-snrs (default 5,0) of each kind and on the noise-only clips (NO_SPEECH_RULE.md).
 # Run from the repository root; see recipes/unseen_voices/README.md.
@@ -74,16 +74,18 @@ if run 2; then
     > recipes/unseen_voices/RESULTS.md
 fi
 if run 3; then
+  # The systems sort so that the default comes first: the others' differences are taken to it.
+  # (PyTorch fp32 gives what ONNX Runtime fp32 gives: PRECISION.md at d3193e5, and the parity tests.)
   systems=asr-onnx-fp32,asr-onnx-int8
   conditions="clean $(for k in ${kinds//,/ }; do for r in ${precision_snrs//,/ }; do echo -n "${k}_$r "; done; done)"
   for set in ${sets//,/ }; do
     precision=$out/$set/precision
-    decode_conditions $out/$set/noisy $precision
-    # The same noisy audio as stage 1 (a mixture depends on the seed, utterance and kind alone);
-    # PyTorch fp32 decoded again, as the system the others are paired with.
+    # The same noisy audio as stage 1's (a mixture depends on the seed, utterance and kind alone).
     OMP_NUM_THREADS=2 asr eval-noise --manifest $manifests/$set.jsonl --noise-dir "$data_dir/noise" \
-      --snrs clean,$precision_snrs --kinds $kinds --clips-per-kind 0 --out $precision \
-      --model torch-fp32=whisper-tiny-ctc --hyp-dir $precision/hyps --batch-size 4
+      --snrs clean,$precision_snrs --kinds $kinds --clips-per-kind 0 --out $precision --prepare-only
+    decode_conditions $precision/noisy $precision
+    asr eval-noise --manifest $manifests/$set.jsonl --noise-dir "$data_dir/noise" --snrs clean,$precision_snrs \
+      --kinds $kinds --clips-per-kind 0 --out $precision --hyp-dir $precision/hyps
   done
   python recipes/unseen_voices/results.py --out "$out" --sets $sets --results precision \
     --title "Unseen voices: the default model in each precision and runtime" \
