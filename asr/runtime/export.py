@@ -13,7 +13,7 @@
 Both wrap the model's own modules (one model definition): the graphs are traces of the layers the
 PyTorch path runs. The encoder attends to every frame, as decoding with `pad_to_frames` does; the
 frontend (Whisper's log-mel, with the model's CMVN) is written as `frontend.npz` and computed with
-numpy. `quantize` adds int8 copies (every matrix product's weights in 8 bits; see `_quantize`).
+numpy. `quantize` adds int8 copies (every matrix product's weights in 8 bits; see `quantize_graph`).
 """
 
 from __future__ import annotations
@@ -124,14 +124,14 @@ def export_onnx(model: ASRModel, out: str | Path, frames: int = 3000, quantize: 
         write_atomic(out / name, data)
         written.append(out / name)
         if quantize:
-            written.append(_quantize(out / name, dynamic_after_norm=name == ENCODER_FILE))
+            written.append(quantize_graph(out / name, dynamic_after_norm=name == ENCODER_FILE))
     arrays = io.BytesIO()
     np.savez(arrays, **frontend_arrays(model))
     write_atomic(out / FRONTEND_FILE, arrays.getvalue())
     return written + [out / FRONTEND_FILE]
 
 
-def _quantize(path: Path, dynamic_after_norm: bool) -> Path:
+def quantize_graph(path: Path, dynamic_after_norm: bool) -> Path:
     """An int8 copy of a graph: the weights of every matrix product in 8 bits, in one of two ways.
 
     - With `dynamic_after_norm` (the encoder), a product that reads a LayerNorm's output (queries,

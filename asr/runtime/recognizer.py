@@ -191,12 +191,17 @@ def load_onnx(name_or_path: str | Path = DEFAULT_MODEL, precision: str = "fp32",
     folder = resolve_model(name_or_path)
     if (folder / ENCODER_FILE).is_file():
         return OnnxRecognizer(folder, precision, threads)
-    meta = read_meta(folder)
-    sha = str(meta.get("weights_sha256", "unknown"))[:16]
-    graphs = cache_dir() / "onnx" / f"{folder.name}-{sha}-v{GRAPHS_VERSION}"
+    graphs = cached_graphs(folder)
     if not (graphs / FRONTEND_FILE).is_file():  # written last: its presence means the graphs are complete
         build_graphs(folder, graphs)
     return OnnxRecognizer(folder, precision, threads, graphs)
+
+
+def cached_graphs(folder: Path) -> Path:
+    """Where the graphs of a model folder without them are built: keyed by its weights' checksum and
+    GRAPHS_VERSION."""
+    sha = str(read_meta(folder).get("weights_sha256", "unknown"))[:16]
+    return cache_dir() / "onnx" / f"{folder.name}-{sha}-v{GRAPHS_VERSION}"
 
 
 def build_graphs(folder: Path, graphs: Path) -> None:
