@@ -22,6 +22,7 @@ import io
 import logging
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -131,8 +132,9 @@ def export_onnx(model: ASRModel, out: str | Path, frames: int = 3000, quantize: 
     return written + [out / FRONTEND_FILE]
 
 
-def quantize_graph(path: Path, dynamic_after_norm: bool) -> Path:
-    """An int8 copy of a graph: the weights of every matrix product in 8 bits, in one of two ways.
+def quantize_graph(path: Path, dynamic_after_norm: bool, target: Optional[Path] = None) -> Path:
+    """An int8 copy of a graph (into `target`, else beside it as *.int8.onnx): the weights of every
+    matrix product in 8 bits, in one of two ways.
 
     - With `dynamic_after_norm` (the encoder), a product that reads a LayerNorm's output (queries,
       keys, values, the first feed-forward layer, the cross-attention keys and values, the CTC head)
@@ -151,7 +153,7 @@ def quantize_graph(path: Path, dynamic_after_norm: bool) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    target = path.with_suffix(INT8_SUFFIX)
+    target = Path(target or path.with_suffix(INT8_SUFFIX))
     staging = target.with_name(f".{target.name}.staging")
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)  # the quantisers log each tensor they leave alone on the root logger

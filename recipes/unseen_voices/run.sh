@@ -57,6 +57,23 @@ decode_conditions() {
     done
   done
 }
+# "kind_snr" for each of $kinds at each SNR of the comma-separated $1.
+noisy_conditions() {
+  for k in ${kinds//,/ }; do for r in ${1//,/ }; do echo -n "${k}_$r "; done; done
+}
+# Per set: the same noisy audio as stage 1's (a mixture depends on the seed, utterance and kind
+# alone), clean and at the SNRs $2 with $3 noise-only clips per kind, decoded by each of $systems
+# under $out/<set>/$1 and scored there, paired by utterance.
+paired_sets() {
+  for set in ${sets//,/ }; do
+    local dir=$out/$set/$1
+    OMP_NUM_THREADS=2 asr eval-noise --manifest $manifests/$set.jsonl --noise-dir "$data_dir/noise" \
+      --snrs clean,$2 --kinds $kinds --clips-per-kind $3 --out $dir --prepare-only
+    decode_conditions $dir/noisy $dir
+    asr eval-noise --manifest $manifests/$set.jsonl --noise-dir "$data_dir/noise" --snrs clean,$2 \
+      --kinds $kinds --clips-per-kind $3 --out $dir --hyp-dir $dir/hyps
+  done
+}
 manifests=recipes/unseen_voices/data
 
 if run 0; then
@@ -77,16 +94,8 @@ if run 3; then
   # The systems sort so that the default comes first: the others' differences are taken to it.
   # (PyTorch fp32 gives what ONNX Runtime fp32 gives: PRECISION.md at d3193e5, and the parity tests.)
   systems=asr-onnx-fp32,asr-onnx-int8
-  conditions="clean $(for k in ${kinds//,/ }; do for r in ${precision_snrs//,/ }; do echo -n "${k}_$r "; done; done)"
-  for set in ${sets//,/ }; do
-    precision=$out/$set/precision
-    # The same noisy audio as stage 1's (a mixture depends on the seed, utterance and kind alone).
-    OMP_NUM_THREADS=2 asr eval-noise --manifest $manifests/$set.jsonl --noise-dir "$data_dir/noise" \
-      --snrs clean,$precision_snrs --kinds $kinds --clips-per-kind 0 --out $precision --prepare-only
-    decode_conditions $precision/noisy $precision
-    asr eval-noise --manifest $manifests/$set.jsonl --noise-dir "$data_dir/noise" --snrs clean,$precision_snrs \
-      --kinds $kinds --clips-per-kind 0 --out $precision --hyp-dir $precision/hyps
-  done
+  conditions="clean $(noisy_conditions $precision_snrs)"
+  paired_sets precision $precision_snrs 0
   python recipes/unseen_voices/results.py --out "$out" --sets $sets --results precision \
     --title "Unseen voices: the default model in each precision and runtime" \
     --command "recipes/unseen_voices/run.sh --stage 3 --stop-stage 3 --per-speaker $per_speaker --kinds $kinds --sets $sets --precision-snrs $precision_snrs" \
@@ -95,16 +104,8 @@ fi
 if run 4; then
   # The systems sort so that the default comes first: the others' differences are taken to it.
   systems=asr-onnx-fp32,asr-onnx-fp32-without-decoder-gate,faster-whisper-int8
-  conditions="clean noise_only $(for k in ${kinds//,/ }; do for r in ${rule_snrs//,/ }; do echo -n "${k}_$r "; done; done)"
-  for set in ${sets//,/ }; do
-    rule=$out/$set/no_speech_rule
-    # The same noisy audio as stage 1's (a mixture depends on the seed, utterance and kind alone).
-    OMP_NUM_THREADS=2 asr eval-noise --manifest $manifests/$set.jsonl --noise-dir "$data_dir/noise" \
-      --snrs clean,$rule_snrs --kinds $kinds --clips-per-kind $clips_per_kind --out $rule --prepare-only
-    decode_conditions $rule/noisy $rule
-    asr eval-noise --manifest $manifests/$set.jsonl --noise-dir "$data_dir/noise" --snrs clean,$rule_snrs \
-      --kinds $kinds --clips-per-kind $clips_per_kind --out $rule --hyp-dir $rule/hyps
-  done
+  conditions="clean noise_only $(noisy_conditions $rule_snrs)"
+  paired_sets no_speech_rule $rule_snrs $clips_per_kind
   python recipes/unseen_voices/results.py --out "$out" --sets $sets --results no_speech_rule \
     --title "Unseen voices: the decoder's no-speech rule" \
     --command "recipes/unseen_voices/run.sh --stage 4 --stop-stage 4 --per-speaker $per_speaker --kinds $kinds --sets $sets --rule-snrs $rule_snrs" \

@@ -53,27 +53,20 @@ def dynamic_everywhere(source: Path, target: Path) -> None:
 
 
 def blocks_everywhere(source: Path, target: Path) -> None:
-    import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-    blocks = MatMulNBitsQuantizer(onnx.load(source), bits=8, block_size=32, is_symmetric=True, accuracy_level=4,
-                                  op_types_to_quantize=("MatMul",))
-    blocks.process()
-    blocks.model.save_model_to_file(str(target), use_external_data_format=False)
+    quantize_graph(source, dynamic_after_norm=False, target=target)
 
 
 def shipped(source: Path, target: Path) -> None:
-    shutil.copy(source.with_suffix(INT8_SUFFIX), target)
+    quantize_graph(source, dynamic_after_norm=source.name == ENCODER_FILE, target=target)
 
 
 def shipped_with_int8_table(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    if source.name == DECODER_FILE:
-        quantize_dynamic(source.with_suffix(INT8_SUFFIX), target, weight_type=QuantType.QInt8, per_channel=True,
+    shipped(source, target)
+    if source.name == DECODER_FILE:  # then its token table (a Gather) too
+        quantize_dynamic(target, target, weight_type=QuantType.QInt8, per_channel=True,
                          op_types_to_quantize=["Gather"])
-    else:
-        shipped(source, target)
 
 
 SCHEMES = {"dynamic int8 everywhere": dynamic_everywhere, "8-bit blocks everywhere": blocks_everywhere,
