@@ -6,7 +6,7 @@ import torch
 from asr.config import SpecAugmentConfig
 from asr.features import SpecAugment, time_warp
 from asr.model.asr_model import ASRModel
-from asr.model.attention import RelPositionMultiHeadAttention
+from asr.model.attention import RelPositionMultiHeadAttention, attend
 from asr.model.positional import relative_positions
 from tests.conftest import tiny_model_config
 
@@ -75,6 +75,21 @@ def test_attention_weights_match_fast_path_and_sum_to_one():
         for w in dec.cross_attention:
             assert w.shape == (b, 4, tokens_in.shape[1], t)
             torch.testing.assert_close(w.sum(-1), torch.ones(b, 4, tokens_in.shape[1]))
+
+
+@pytest.mark.parametrize("exporting", [False, True])
+def test_rows_that_share_keys_attend_as_with_a_copy_of_them_each(exporting, monkeypatch):
+    """Key/value rows shared by runs of query rows (the beams of 2 utterances, 3 rows each) give
+    what a copy of the keys and values for every query row gives, on the fast path and in the
+    explicit form an ONNX export traces."""
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(6, 4, 2, 8, generator=g)
+    k, v = torch.randn(2, 4, 5, 8, generator=g), torch.randn(2, 4, 5, 8, generator=g)
+    expected, _ = attend(q, k.repeat_interleave(3, 0), v.repeat_interleave(3, 0), None, 0.0, False)
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: exporting)
+    got, _ = attend(q, k, v, None, 0.0, False)
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(expected[0], expected[3], atol=1e-3)  # the utterances' rows differ
 
 
 def test_decoder_cache_matches_full_pass():

@@ -255,26 +255,27 @@ def test_the_decoders_no_speech_rule_is_applied_alike_in_both_runtimes(exported,
         assert onnx.transcribe(clip, decoder_no_speech_threshold=0.0).no_speech_prob is None
 
 
-def test_a_batch_decoded_side_by_side_gives_what_one_at_a_time_gives(exported, monkeypatch):
-    from concurrent.futures import ThreadPoolExecutor
+@pytest.mark.parametrize("batch_size", [3, 8])
+def test_recordings_searched_together_give_what_each_gives_alone(exported, monkeypatch, batch_size):
+    """Up to `batch_size` recordings (speech of different lengths, and noise) share each decoder
+    step, and each comes out as it does alone."""
+    from asr.runtime.recognizer import OnnxRecognizer
 
-    from asr.runtime import recognizer as runtime
-
-    pools = []
-
-    def counted(workers):
-        pools.append(workers)
-        return ThreadPoolExecutor(workers)
-
-    monkeypatch.setattr(runtime, "ThreadPoolExecutor", counted)
-    onnx = runtime.OnnxRecognizer(exported[1], "int8", threads=2)
+    onnx = OnnxRecognizer(exported[1], "int8", threads=2)
+    rows = []
+    step = OnnxModel.step
+    monkeypatch.setattr(OnnxModel, "step",
+                        lambda self, tokens, *rest: rows.append(len(tokens)) or step(self, tokens, *rest))
     clips = CLIPS + NOISY
     alone = [onnx.transcribe(clip) for clip in clips]
-    assert not pools
-    together = onnx.transcribe_batch(clips)
-    assert pools == [2]
+    steps_alone, most_alone = len(rows), max(rows)
+    rows.clear()
+    together = onnx.transcribe_batch(clips, batch_size=batch_size)
     assert [r.text for r in together] == [r.text for r in alone]
     assert [r.words for r in together] == [r.words for r in alone]
+    assert [r.no_speech_prob for r in together] == pytest.approx([r.no_speech_prob for r in alone], abs=1e-5)
+    assert len(rows) < steps_alone / 2
+    assert max(rows) >= 2 * most_alone  # the beams of several recordings in one step
 
 
 def test_short_recordings_decoded_together_come_out_as_each_alone(exported, tmp_path):

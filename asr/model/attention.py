@@ -19,7 +19,12 @@ def attend(
     q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], dropout: float, need_weights: bool,
     bias: Optional[Tensor] = None,
 ) -> tuple[Tensor, Optional[Tensor]]:
-    """q (B,H,Tq,dk), k/v (B,H,Tk,dk) -> context (B,H,Tq,dk) and weights (B,H,Tq,Tk) or None."""
+    """q (B,H,Tq,dk), k/v (B,H,Tk,dk) -> context (B,H,Tq,dk) and weights (B,H,Tq,Tk) or None.
+
+    k/v may hold fewer rows than q, A with B a multiple of A: then each run of B/A query rows reads
+    one row of keys and values (the hypotheses of a beam, all reading one utterance)."""
+    if k.shape[0] != q.shape[0] and mask is None and bias is None and not need_weights:
+        return _attend_shared(q, k, v, dropout), None
     if not need_weights and not torch.onnx.is_in_onnx_export():
         attn_mask = mask
         if bias is not None:
@@ -38,6 +43,19 @@ def attend(
         weights = torch.nan_to_num(weights, nan=0.0)  # rows with no key to attend to
     context = (F.dropout(weights, p=dropout) if dropout else weights) @ v
     return context, weights if need_weights else None
+
+
+def _attend_shared(q: Tensor, k: Tensor, v: Tensor, dropout: float) -> Tensor:
+    """`attend` for B query rows over A < B rows of keys and values: the rows that share keys
+    become query positions of one row, so that every key is read once per head rather than once
+    per query row (a decoder step of a beam of 5 read each cached key 5 times)."""
+    rows, heads, length, d_head = q.shape
+    shared = k.shape[0]
+    group = rows // shared
+    folded = q.reshape(shared, group, heads, length, d_head).transpose(1, 2)
+    folded = folded.reshape(shared, heads, group * length, d_head)
+    context, _ = attend(folded, k, v, None, dropout, False)
+    return context.reshape(shared, heads, group, length, d_head).transpose(1, 2).reshape(rows, heads, length, d_head)
 
 
 class MultiHeadAttention(nn.Module):

@@ -18,8 +18,9 @@ PRECISIONS = ("fp32", "int8")
 # differently builds them afresh. 2: the encoder carries no padding mask; 3: the decoder broadcasts one
 # row of cross-attention keys and values over a beam; 4: it takes them as one input per tensor;
 # 5: attention scales its queries, so that a step no longer scales and transposes every cached key;
-# 6: int8 graphs keep blocks of 32 weights per scale where one scale per call lost words.
-GRAPHS_VERSION = 6
+# 6: int8 graphs keep blocks of 32 weights per scale where one scale per call lost words; 7: a beam's
+# rows read their utterance's cross-attention keys as one block of queries, each key once per step.
+GRAPHS_VERSION = 7
 
 
 def cross_input_names(layers: int) -> list[str]:
@@ -62,9 +63,9 @@ class OnnxModel:
 
     def bind_cross(self, cross_kv: np.ndarray) -> dict[str, ort.OrtValue]:
         """The decoder's cross-attention inputs made from `cross_kv` once, for every step of an
-        utterance: views of its memory, not copies."""
-        cross_kv = np.ascontiguousarray(cross_kv, dtype=np.float32)
-        return {name: ort.OrtValue.ortvalue_from_numpy(cross_kv[i])
+        utterance: views of its memory, not copies (where each layer's part of it is contiguous,
+        as in an array the encoder gave, or the first rows of one)."""
+        return {name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(cross_kv[i], dtype=np.float32))
                 for i, name in enumerate(cross_input_names(len(cross_kv) // 2))}
 
     def step(self, tokens: np.ndarray, self_kv: np.ndarray,

@@ -6,9 +6,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -41,12 +39,11 @@ class OnnxRecognizer:
         self.ctc_tokenizer = load_ctc_tokenizer(folder, self.meta, self.tokenizer)
         if self.config.encoder.subsampling != "conv1d2":
             raise CheckpointError(f"{folder}: ONNX graphs are made for Whisper's models only")
-        self.model = OnnxModel(graphs or folder, precision, threads)
+        # 0: every core this process may use (ONNX Runtime's own choice counts physical cores only,
+        # one on a machine of 2 hyper-threads).
+        self.threads = threads or _usable_cores()
+        self.model = OnnxModel(graphs or folder, precision, self.threads)
         self.precision = precision
-        self.threads = threads or _usable_cores()  # 0: ONNX Runtime's choice, every core
-        self._graphs = Path(graphs or folder)
-        self._one_thread: Optional[OnnxModel] = None  # made by the first batch that is decoded side by side
-        self._one_thread_lock = threading.Lock()
         try:
             self.default_options = DecodingOptions(**self.meta.get("decoding", {}))
         except TypeError as err:
@@ -63,95 +60,105 @@ class OnnxRecognizer:
 
     def transcribe(self, audio: Audio, options: Optional[DecodingOptions] = None, **overrides) -> Result:
         """Decodes one recording of at most the graph's input (30 s); `overrides` replace fields of `options`."""
-        options = with_overrides(options or self.default_options, overrides)
-        self._check(options)
-        return self._transcribe(audio, options, self.model)
-
-    def _transcribe(self, audio: Audio, options: DecodingOptions, model: OnnxModel) -> Result:
-        samples = self._load(audio)
-        frontend = model.frontend
-        features = frontend.num_frames(len(samples))
-        if features > model.frames:
-            raise AudioError(str(audio) if isinstance(audio, (str, Path)) else "<array>",
-                             f"{len(samples) / self.sample_rate:.1f} s is longer than the model's "
-                             f"{model.frames * frontend.hop_length / self.sample_rate:.0f} s window: "
-                             "use asr.transcribe_long, which cuts recordings at pauses")
-        began = time.perf_counter()
-        encoded = model.encode(frontend.log_mel(samples, model.frames)[None])
-        frames = min(encoded.hidden.shape[1], (features - 1) // SUBSAMPLING_RATE + 1)  # those that hold audio
-        log_probs = encoded.ctc_log_probs[0, :frames]
-        blank = self.config.blank_id
-        window = max(1, round(NO_SPEECH_WINDOW_SECONDS / self.timing.shift))
-        speech_prob = float(densest_stretch((1 - np.exp(log_probs[:, blank]))[None], np.array([frames]), window)[0])
-        searched_from = time.perf_counter()
-
-        silent = float(log_probs[:, blank].sum())
-        nothing = Hypothesis((), silent, ctc_score=silent)
-        no_speech = None
-        if speech_prob >= options.no_speech_threshold or options.prefix:
-            best = self._search(model, encoded.cross_kv, len(samples) / self.sample_rate, options)
-            if decoder_rule_applies(options, self.config):
-                no_speech = self._decoder_no_speech_prob(model, encoded.cross_kv)
-                if decoder_hears_no_speech(no_speech, best.score, len(best.tokens),
-                                           options.decoder_no_speech_threshold, options.logprob_threshold):
-                    best = nothing
-        else:  # under the no-speech gate: nothing, without a search
-            best = nothing
-        searched = time.perf_counter()
-
-        text = self.tokenizer.decode(best.tokens)
-        shared = self.ctc_tokenizer is self.tokenizer
-        labels = list(best.tokens) if shared else self.ctc_tokenizer.encode(text)
-        duration = len(samples) / self.sample_rate
-        token_times, words, alignment = time_stamps(log_probs, labels, self.ctc_tokenizer, self.timing, duration, blank)
-        aligned = time.perf_counter()
-        return Result(text=text, tokens=list(best.tokens), pieces=[self.tokenizer.piece(t) for t in best.tokens],
-                      score=best.score, token_times=token_times, words=words, alignment=alignment,
-                      frame_timing=self.timing, duration=duration, speech_prob=speech_prob,
-                      timings=Timings(searched_from - began, searched - searched_from, aligned - searched, 0.0),
-                      no_speech_prob=no_speech)
+        return self.transcribe_batch([audio], options, **overrides)[0]
 
     def transcribe_batch(self, audios: Sequence[Audio], options: Optional[DecodingOptions] = None,
                          batch_size: int = 1, **overrides) -> list[Result]:
-        """Results in input order, whatever `batch_size`: batching fixed 30 s windows into one
-        graph run decodes no faster on a CPU (benchmarks/runs/server-batching). Several recordings
-        are decoded side by side instead, `threads` at a time, each on one thread: a decoder step
-        is too small to keep several cores busy, and steps side by side do (two windows on one
-        thread each decode 1.2-1.4 times as fast as one after the other on two threads, on 2 cores).
-        The one-thread graphs are loaded by the first such batch."""
+        """Results in input order; each is what the recording decoded alone gives. Every recording
+        is encoded alone (batching fixed 30 s windows into one graph run encodes no faster on a
+        CPU, benchmarks/runs/server-batching); then up to `batch_size` of them are searched
+        together, their beams' rows in one decoder step, which reads the decoder's weights once
+        for all of them."""
         options = with_overrides(options or self.default_options, overrides)
         self._check(options)  # also when there is nothing to decode: callers check options so
-        if len(audios) < 2 or self.threads < 2:
-            return [self._transcribe(audio, options, self.model) for audio in audios]
-        model = self._one_thread_model()
-        with ThreadPoolExecutor(min(self.threads, len(audios))) as pool:
-            return list(pool.map(lambda audio: self._transcribe(audio, options, model), audios))
+        results: list[Result] = []
+        for start in range(0, len(audios), max(1, batch_size)):
+            results += self._decode(audios[start : start + max(1, batch_size)], options)
+        return results
 
-    def _one_thread_model(self) -> OnnxModel:
-        with self._one_thread_lock:
-            if self._one_thread is None:
-                self._one_thread = OnnxModel(self._graphs, self.precision, threads=1)
-            return self._one_thread
+    def _decode(self, audios: Sequence[Audio], options: DecodingOptions) -> list[Result]:
+        model, frontend = self.model, self.model.frontend
+        began = time.perf_counter()
+        samples = [self._load(audio) for audio in audios]
+        for audio, wave in zip(audios, samples):
+            if frontend.num_frames(len(wave)) > model.frames:
+                raise AudioError(str(audio) if isinstance(audio, (str, Path)) else "<array>",
+                                 f"{len(wave) / self.sample_rate:.1f} s is longer than the model's "
+                                 f"{model.frames * frontend.hop_length / self.sample_rate:.0f} s window: "
+                                 "use asr.transcribe_long, which cuts recordings at pauses")
+        log_probs, cross_kv = [], None
+        for i, wave in enumerate(samples):
+            encoded = model.encode(frontend.log_mel(wave, model.frames)[None])
+            frames = min(encoded.hidden.shape[1], (frontend.num_frames(len(wave)) - 1) // SUBSAMPLING_RATE + 1)
+            log_probs.append(encoded.ctc_log_probs[0, :frames])  # the frames that hold audio
+            if cross_kv is None:  # every utterance's keys and values in one array: the search reads them in place
+                cross_kv = np.empty((encoded.cross_kv.shape[0], len(samples), *encoded.cross_kv.shape[2:]), np.float32)
+            cross_kv[:, i] = encoded.cross_kv[:, 0]
+        blank = self.config.blank_id
+        window = max(1, round(NO_SPEECH_WINDOW_SECONDS / self.timing.shift))
+        speech_probs = [float(densest_stretch((1 - np.exp(lp[:, blank]))[None], np.array([len(lp)]), window)[0])
+                        for lp in log_probs]
+        searched_from = time.perf_counter()
 
-    def _search(self, model: OnnxModel, cross_kv: np.ndarray, seconds: float, options: DecodingOptions) -> Hypothesis:
-        beam = options.beam_size
-        cross = model.bind_cross(cross_kv)  # every row reads the one utterance's keys and values
+        # Under the no-speech gate: nothing, without a search.
+        heard = [i for i, p in enumerate(speech_probs) if p >= options.no_speech_threshold or options.prefix]
+        best: dict[int, Hypothesis] = {}
+        no_speech: dict[int, float] = {}
+        if heard:
+            cross = _CrossAttention(model, cross_kv, heard)
+            if decoder_rule_applies(options, self.config):  # first: the search moves what it no longer reads
+                no_speech = dict(zip(heard, self._decoder_no_speech_probs(cross)))
+            seconds = [len(samples[i]) / self.sample_rate for i in heard]
+            for i, found in zip(heard, self._search(cross, seconds, options)):
+                if i not in no_speech or not decoder_hears_no_speech(
+                        no_speech[i], found.score, len(found.tokens), options.decoder_no_speech_threshold,
+                        options.logprob_threshold):
+                    best[i] = found
+        searched = time.perf_counter()
 
-        def step(tokens: np.ndarray, self_kv: np.ndarray):
-            return model.step(tokens, self_kv, cross)
+        results = []
+        for i, (wave, lp) in enumerate(zip(samples, log_probs)):
+            silent = float(lp[:, blank].sum())
+            hypothesis = best.get(i, Hypothesis((), silent, ctc_score=silent))
+            results.append(self._result(hypothesis, lp, len(wave) / self.sample_rate, speech_probs[i],
+                                        no_speech.get(i)))
+        aligned = time.perf_counter()
+        for result in results:
+            result.timings = Timings(searched_from - began, searched - searched_from, aligned - searched, 0.0)
+        return results
 
-        max_length = max(1, int(options.max_length_ratio * cross_kv.shape[3]))
-        if options.max_tokens_per_second:
-            max_length = min(max_length, math.ceil(options.max_tokens_per_second * max(1.0, seconds)))
-        hyps = beam_search(step, model.empty_cache(1, cross_kv), self.config, beam, max_length,
-                           options.length_penalty, options.length_norm, options.prefix)
-        best = hyps[0]
-        return Hypothesis(tuple(options.prefix) + best.tokens, best.score, best.ctc_score, best.attention_score)
+    def _result(self, best: Hypothesis, log_probs: np.ndarray, duration: float, speech_prob: float,
+                no_speech: Optional[float]) -> Result:
+        text = self.tokenizer.decode(best.tokens)
+        shared = self.ctc_tokenizer is self.tokenizer
+        labels = list(best.tokens) if shared else self.ctc_tokenizer.encode(text)
+        token_times, words, alignment = time_stamps(log_probs, labels, self.ctc_tokenizer, self.timing, duration,
+                                                    self.config.blank_id)
+        return Result(text=text, tokens=list(best.tokens), pieces=[self.tokenizer.piece(t) for t in best.tokens],
+                      score=best.score, token_times=token_times, words=words, alignment=alignment,
+                      frame_timing=self.timing, duration=duration, speech_prob=speech_prob,
+                      timings=Timings(0.0, 0.0, 0.0, 0.0), no_speech_prob=no_speech)
 
-    def _decoder_no_speech_prob(self, model: OnnxModel, cross_kv: np.ndarray) -> float:
-        """The decoder's probability of its no-speech token right after <sos>, as `asr.decoding.decode` takes it."""
-        logits, _ = model.step(np.array([[self.config.sos_id]]), model.empty_cache(1, cross_kv), cross_kv)
-        return float(np.exp(log_softmax(logits.astype(np.float32))[0, self.config.no_speech_id]))
+    def _search(self, cross: "_CrossAttention", seconds: list[float], options: DecodingOptions) -> list[Hypothesis]:
+        frames = cross.frames
+        limits = []
+        for length in seconds:
+            limit = max(1, int(options.max_length_ratio * frames))
+            if options.max_tokens_per_second:
+                limit = min(limit, math.ceil(options.max_tokens_per_second * max(1.0, length)))
+            limits.append(limit)
+        searched = beam_search(cross.step, self.model.empty_cache(1, cross.kv), self.config, options.beam_size,
+                               limits, options.length_penalty, options.length_norm, options.prefix)
+        return [Hypothesis(tuple(options.prefix) + hyps[0].tokens, hyps[0].score, hyps[0].ctc_score,
+                           hyps[0].attention_score) for hyps in searched]
+
+    def _decoder_no_speech_probs(self, cross: "_CrossAttention") -> list[float]:
+        """Each utterance's decoder probability of its no-speech token right after <sos>, as
+        `asr.decoding.decode` takes it."""
+        every = list(range(cross.kv.shape[1]))  # before any search: every utterance in place
+        sos = np.array([[self.config.sos_id]] * len(every))
+        logits, _ = cross.step(sos, self.model.empty_cache(len(every), cross.kv), every)
+        return np.exp(log_softmax(logits.astype(np.float32))[:, self.config.no_speech_id]).tolist()
 
     def _check(self, options: DecodingOptions) -> None:
         if options.mode != "attention":
@@ -170,6 +177,35 @@ class OnnxRecognizer:
             samples = prepare_waveform(audio, self.sample_rate, self.sample_rate)
         # Clips shorter than a feature frame are padded with silence, as the PyTorch recognizer pads them.
         return np.pad(samples, (0, max(0, self.config.frontend.win_length - len(samples))))
+
+
+class _CrossAttention:
+    """The cross-attention keys and values of the utterances searched together, as the decoder
+    steps read them: the utterances a step runs are the first ones of one array, bound as views.
+    When an utterance's search ends, those after it move forward in place (copying into memory
+    already in use is fast; a fresh array for the rest cost more than the decoder steps it saved)."""
+
+    def __init__(self, model: OnnxModel, cross_kv: np.ndarray, utterances: Sequence[int]):
+        self.model = model
+        self.kv = cross_kv if len(utterances) == cross_kv.shape[1] else np.take(cross_kv, utterances, axis=1)
+        self.frames = self.kv.shape[3]
+        self._held = list(range(self.kv.shape[1]))  # which utterance each place of self.kv holds
+        self._bound = self._bind()
+
+    def step(self, tokens: np.ndarray, self_kv: np.ndarray, utterances: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """`asr.runtime.search.Step`: `utterances` index the utterances given to the constructor, in
+        the order given (a search drops utterances, never reorders them)."""
+        if list(utterances) != self._held:
+            for place, utterance in enumerate(utterances):
+                held = self._held.index(utterance)
+                if held != place:  # held > place: moving forward in order overwrites only what has been moved
+                    self.kv[:, place] = self.kv[:, held]
+            self._held = list(utterances)
+            self._bound = self._bind()
+        return self.model.step(tokens, self_kv, self._bound)
+
+    def _bind(self) -> dict:
+        return self.model.bind_cross(self.kv[:, : len(self._held)])
 
 
 def _usable_cores() -> int:
