@@ -91,7 +91,12 @@ class OnnxRecognizer:
             encoded = model.encode(frontend.log_mel(wave, model.frames)[None])
             frames = min(encoded.hidden.shape[1], (frontend.num_frames(len(wave)) - 1) // SUBSAMPLING_RATE + 1)
             log_probs.append(encoded.ctc_log_probs[0, :frames])  # the frames that hold audio
-            if cross_kv is None:  # every utterance's keys and values in one array: the search reads them in place
+            # Every utterance's keys and values in one array, which the search reads in place; one
+            # utterance's as the encoder gave them, not a copy.
+            if len(samples) == 1:
+                cross_kv = encoded.cross_kv
+                continue
+            if cross_kv is None:
                 cross_kv = np.empty((encoded.cross_kv.shape[0], len(samples), *encoded.cross_kv.shape[2:]), np.float32)
             cross_kv[:, i] = encoded.cross_kv[:, 0]
         blank = self.config.blank_id
