@@ -104,20 +104,30 @@ def test_a_word_is_stable_only_once_another_has_begun_after_it(recognizer, talk)
 def test_a_final_is_decoded_after_the_utterances_before_it(recognizer, talk):
     """With context, the second sentence's final decodes both sentences, the first one's words
     forced, and gives the second's words alone, timed where they were spoken; without, it decodes
-    its own audio only."""
+    its own audio only, with the quiet before it: lead_seconds of it, back to the stream's start or
+    the first sentence's end."""
     samples, clips = talk
+    lead = LiveConfig().lead_seconds
     alone = [e for e in run(LiveRecognizer(recognizer, LiveConfig(final_context_seconds=0)), samples, RATE // 10)
              if isinstance(e, Final)]
     finals = [e for e in run(LiveRecognizer(recognizer), samples, RATE // 10) if isinstance(e, Final)]
-    assert [f.context for f in alone] == [0.0, 0.0] and len(alone[1].audio) == round((alone[1].end - alone[1].start) * RATE)
+    assert [f.context for f in alone] == pytest.approx([min(lead, alone[0].start),
+                                                        min(lead, alone[1].start - alone[0].end)], abs=1e-3)
+    assert 0 < alone[1].context and len(alone[1].audio) == round((alone[1].end - alone[1].start + alone[1].context) * RATE)
+    bare_alone = [e for e in run(LiveRecognizer(recognizer, LiveConfig(final_context_seconds=0, lead_seconds=0)),
+                                 samples, RATE // 10) if isinstance(e, Final)]
+    assert [f.context for f in bare_alone] == [0.0, 0.0]
     first, second = finals
-    assert first.context == 0.0 and second.context == pytest.approx(second.start - first.start, abs=1e-3)
-    assert len(second.audio) == round((second.end - first.start) * RATE)
+    first_audio = first.start - first.context
+    assert first.context == alone[0].context and second.context == pytest.approx(second.start - first_audio, abs=1e-3)
+    assert len(second.audio) == round((second.end - first_audio) * RATE)
     assert bare(second.result.text) == bare(first.text + " " + second.text)
     assert bare(second.text) == bare(recognizer.transcribe(clips[1]).text) and second.words
     assert all(second.start - 0.3 <= w.start < w.end <= second.end for w in second.words)
     with pytest.raises(ConfigError):
         LiveConfig(final_context_seconds=-1)
+    with pytest.raises(ConfigError):
+        LiveConfig(lead_seconds=-0.1)
 
 
 def test_memory_stays_bounded_on_speech_without_pauses(recognizer):
