@@ -41,8 +41,7 @@ class OnnxRecognizer:
             raise CheckpointError(f"{folder}: ONNX graphs are made for Whisper's models only")
         # 0: every core this process may use (ONNX Runtime's own choice counts physical cores only,
         # one on a machine of 2 hyper-threads).
-        self.threads = threads or _usable_cores()
-        self.model = OnnxModel(graphs or folder, precision, self.threads)
+        self.model = OnnxModel(graphs or folder, precision, threads or _usable_cores())
         self.precision = precision
         try:
             self.default_options = DecodingOptions(**self.meta.get("decoding", {}))
@@ -71,10 +70,9 @@ class OnnxRecognizer:
         for all of them."""
         options = with_overrides(options or self.default_options, overrides)
         self._check(options)  # also when there is nothing to decode: callers check options so
-        results: list[Result] = []
-        for start in range(0, len(audios), max(1, batch_size)):
-            results += self._decode(audios[start : start + max(1, batch_size)], options)
-        return results
+        size = max(1, batch_size)
+        return [result for start in range(0, len(audios), size)
+                for result in self._decode(audios[start : start + size], options)]
 
     def _decode(self, audios: Sequence[Audio], options: DecodingOptions) -> list[Result]:
         model, frontend = self.model, self.model.frontend
@@ -145,7 +143,7 @@ class OnnxRecognizer:
                       timings=Timings(0.0, 0.0, 0.0, 0.0), no_speech_prob=no_speech)
 
     def _search(self, cross: "_CrossAttention", seconds: list[float], options: DecodingOptions) -> list[Hypothesis]:
-        frames = cross.frames
+        frames = cross.kv.shape[3]
         limits = []
         for length in seconds:
             limit = max(1, int(options.max_length_ratio * frames))
@@ -193,7 +191,6 @@ class _CrossAttention:
     def __init__(self, model: OnnxModel, cross_kv: np.ndarray, utterances: Sequence[int]):
         self.model = model
         self.kv = cross_kv if len(utterances) == cross_kv.shape[1] else np.take(cross_kv, utterances, axis=1)
-        self.frames = self.kv.shape[3]
         self._held = list(range(self.kv.shape[1]))  # which utterance each place of self.kv holds
         self._bound = self._bind()
 

@@ -72,8 +72,10 @@ def beam_search(step: Step, self_kv: np.ndarray, config: ModelConfig, beam: int,
     prefix = [config.sos_id, *config.decoder_prompt, *forced]
     if len(forced) >= token_room(config):
         raise ConfigError(f"{len(forced)} forced tokens leave the decoder no room for more")
-    searches = [_Search(config, beam, max(1, min(limit, token_room(config)) - len(forced)), length_penalty, length_norm)
-                for limit in max_lengths]
+    never = np.array(never_emitted(config), dtype=np.int64)
+    width = min(beam + 1, config.vocab_size - len(never))  # <eos> and the `beam` best other tokens
+    searches = [_Search(config.eos_id, never, width, beam, max(1, min(limit, token_room(config)) - len(forced)),
+                        length_penalty, length_norm) for limit in max_lengths]
     utterances = list(range(len(searches)))
     # The prompt is read once, by one row per utterance, and its cache copied to the `beam` rows;
     # only the first row of each is alive at first, so that the first step does not expand
@@ -99,11 +101,11 @@ def beam_search(step: Step, self_kv: np.ndarray, config: ModelConfig, beam: int,
 class _Search:
     """One utterance's hypotheses: `beam` rows, the first of them alone alive at first."""
 
-    def __init__(self, config: ModelConfig, beam: int, max_length: int, length_penalty: float, length_norm: bool):
-        self.eos, self.beam, self.max_length = config.eos_id, beam, max_length
+    def __init__(self, eos: int, never: np.ndarray, width: int, beam: int, max_length: int, length_penalty: float,
+                 length_norm: bool):
+        """`never`: the tokens never emitted; `width`: candidates per row."""
+        self.eos, self.never, self.width, self.beam, self.max_length = eos, never, width, beam, max_length
         self.length_penalty, self.length_norm = length_penalty, length_norm
-        self.never = np.array(never_emitted(config), dtype=np.int64)
-        self.width = min(beam + 1, config.vocab_size - len(self.never))  # <eos> and the `beam` best other tokens
         self.alive = np.arange(beam) == 0
         self.attention = np.zeros(beam)
         self.tokens = np.zeros((beam, 0), dtype=np.int64)
