@@ -190,7 +190,8 @@ class LiveRecognizer:
         hop = recognizer.model.config.frontend.hop_length
         short_window = min(round(config.partial_window_seconds * self.rate / hop), self.final_options.pad_to_frames)
         self._short_partial_samples = short_window * hop  # partials shorter than this read the short window
-        self._short_partial_options = dataclasses.replace(self.partial_options, pad_to_frames=short_window)
+        self._short_partial_options = dataclasses.replace(self.partial_options, pad_to_frames=short_window,
+                                                          short_pad_to_frames=0)
         self._partial_shortest = round(config.partial_shortest_seconds * self.rate)
         self._recent: deque[list[str]] = deque(maxlen=config.commit_after)  # the last partials' words
         self._committed: tuple[int, ...] = ()  # decoder tokens of the utterance's committed words

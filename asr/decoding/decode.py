@@ -56,6 +56,29 @@ def decode(
     """
     if model.training:
         raise ValueError("decode needs the model in eval mode (model.eval()): dropout would corrupt the search")
+    if not options.short_pad_to_frames:
+        return _decode_in_window(model, tokenizer, waveforms, lengths, options, ctc_tokenizer)
+    # Recordings decoded in the short window and those in the long one go through the encoder apart.
+    windows = [options.window_frames(n) for n in model.frontend.num_frames(lengths).tolist()]
+    results: list[Optional[Result]] = [None] * len(windows)
+    for window in sorted(set(windows)):
+        rows = [b for b, w in enumerate(windows) if w == window]
+        index = torch.tensor(rows, device=lengths.device)
+        group_lengths = lengths[index]
+        group = waveforms[index, : int(group_lengths.max())]
+        decoded = _decode_in_window(model, tokenizer, group, group_lengths,
+                                    dataclasses.replace(options, pad_to_frames=window, short_pad_to_frames=0),
+                                    ctc_tokenizer)
+        for b, result in zip(rows, decoded):
+            results[b] = result
+    return results  # type: ignore[return-value]  # every row is in one group
+
+
+def _decode_in_window(
+    model: ASRModel, tokenizer: Tokenizer, waveforms: Tensor, lengths: Tensor, options: DecodingOptions,
+    ctc_tokenizer: Optional[Tokenizer],
+) -> list[Result]:
+    """`decode` of recordings that share one encoder window, `options.pad_to_frames`."""
     config = model.config
     vocab = _vocabularies(config, tokenizer, ctc_tokenizer, options)
     start = time.perf_counter()

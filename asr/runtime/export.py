@@ -109,8 +109,8 @@ def export_onnx(model: ASRModel, out: str | Path, frames: int = 3000, quantize: 
     d_head = config.encoder.d_model // heads
     features = torch.zeros(1, frames, config.frontend.n_mels)
     encoder = _onnx_bytes(EncoderGraph(model).eval(), (features,), ["features"], ["hidden", "ctc_log_probs", "cross_kv"],
-                          {"features": {0: "batch"}, "hidden": {0: "batch"}, "ctc_log_probs": {0: "batch"},
-                           "cross_kv": {1: "batch"}})
+                          {"features": {0: "batch", 1: "frames"}, "hidden": {0: "batch", 1: "encoded"},
+                           "ctc_log_probs": {0: "batch", 1: "encoded"}, "cross_kv": {1: "batch", 3: "encoded"}})
     tokens = torch.tensor([[config.sos_id, *config.decoder_prompt]] * 2)
     self_kv = torch.zeros(2 * layers, 2, heads, 3, d_head)
     cross = [torch.zeros(1, heads, frames // model.encoder.subsampling.rate, d_head)] * (2 * layers)  # broadcast

@@ -19,8 +19,9 @@ PRECISIONS = ("fp32", "int8")
 # row of cross-attention keys and values over a beam; 4: it takes them as one input per tensor;
 # 5: attention scales its queries, so that a step no longer scales and transposes every cached key;
 # 6: int8 graphs keep blocks of 32 weights per scale where one scale per call lost words; 7: a beam's
-# rows read their utterance's cross-attention keys as one block of queries, each key once per step.
-GRAPHS_VERSION = 7
+# rows read their utterance's cross-attention keys as one block of queries, each key once per step;
+# 8: the encoder reads windows of any length (DecodingOptions.short_pad_to_frames).
+GRAPHS_VERSION = 8
 
 
 def cross_input_names(layers: int) -> list[str]:
@@ -54,10 +55,10 @@ class OnnxModel:
         self.encoder, self.decoder = (ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
                                       for p in paths)
         self.frontend = Frontend.load(folder / FRONTEND_FILE)
-        self.frames = self.encoder.get_inputs()[0].shape[1]  # the encoder's fixed input length
 
     def encode(self, features: np.ndarray) -> Encoded:
-        """features (B, frames, n_mels), each utterance's `Frontend.log_mel` padded to `self.frames`."""
+        """features (B, frames, n_mels), each utterance's `Frontend.log_mel` padded to the window it is
+        decoded in (any number of frames)."""
         hidden, ctc_log_probs, cross_kv = self.encoder.run(None, {"features": features.astype(np.float32)})
         return Encoded(hidden, ctc_log_probs, cross_kv)
 

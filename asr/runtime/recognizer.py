@@ -71,22 +71,38 @@ class OnnxRecognizer:
         options = with_overrides(options or self.default_options, overrides)
         self._check(options)  # also when there is nothing to decode: callers check options so
         size = max(1, batch_size)
-        return [result for start in range(0, len(audios), size)
-                for result in self._decode(audios[start : start + size], options)]
+        results: list[Result] = []
+        for start in range(0, len(audios), size):
+            batch = audios[start : start + size]
+            samples = [self._load(audio) for audio in batch]
+            windows = [self._window(audio, wave, options) for audio, wave in zip(batch, samples)]
+            # Recordings in the short window and those in the long one are searched apart: one
+            # search reads one array of cross-attention keys.
+            decoded: dict[int, Result] = {}
+            for window in sorted(set(windows)):
+                rows = [i for i, w in enumerate(windows) if w == window]
+                found = self._decode([samples[i] for i in rows], window, options)
+                decoded.update(zip(rows, found))
+            results += [decoded[i] for i in range(len(batch))]
+        return results
 
-    def _decode(self, audios: Sequence[Audio], options: DecodingOptions) -> list[Result]:
+    def _window(self, audio: Audio, wave: np.ndarray, options: DecodingOptions) -> int:
+        """The encoder window, in frames, that `wave` is decoded in."""
+        frames = self.model.frontend.num_frames(len(wave))
+        if frames > options.pad_to_frames:
+            raise AudioError(str(audio) if isinstance(audio, (str, Path)) else "<array>",
+                             f"{len(wave) / self.sample_rate:.1f} s is longer than the model's "
+                             f"{options.pad_to_frames * self.config.frontend.hop_length / self.sample_rate:.0f} s "
+                             "window: use asr.transcribe_long, which cuts recordings at pauses")
+        return options.window_frames(frames)
+
+    def _decode(self, samples: list[np.ndarray], window: int, options: DecodingOptions) -> list[Result]:
+        """Results of recordings that share one encoder window of `window` frames."""
         model, frontend = self.model, self.model.frontend
         began = time.perf_counter()
-        samples = [self._load(audio) for audio in audios]
-        for audio, wave in zip(audios, samples):
-            if frontend.num_frames(len(wave)) > model.frames:
-                raise AudioError(str(audio) if isinstance(audio, (str, Path)) else "<array>",
-                                 f"{len(wave) / self.sample_rate:.1f} s is longer than the model's "
-                                 f"{model.frames * frontend.hop_length / self.sample_rate:.0f} s window: "
-                                 "use asr.transcribe_long, which cuts recordings at pauses")
         log_probs, cross_kv = [], None
         for i, wave in enumerate(samples):
-            encoded = model.encode(frontend.log_mel(wave, model.frames)[None])
+            encoded = model.encode(frontend.log_mel(wave, window)[None])
             frames = min(encoded.hidden.shape[1], (frontend.num_frames(len(wave)) - 1) // SUBSAMPLING_RATE + 1)
             log_probs.append(encoded.ctc_log_probs[0, :frames])  # the frames that hold audio
             # Every utterance's keys and values in one array, which the search reads in place; one
@@ -169,9 +185,9 @@ class OnnxRecognizer:
         if len(options.temperatures) > 1 or options.return_attention or options.speaker:
             raise ConfigError("the ONNX Runtime path has no temperature fallback, returns no attention weights and "
                               "follows no enrolled voice: use the PyTorch recognizer (asr.load_model) for them")
-        if options.pad_to_frames != self.model.frames:
-            raise ConfigError(f"the exported encoder reads {self.model.frames} frames, not pad_to_frames="
-                              f"{options.pad_to_frames}")
+        if not options.pad_to_frames:
+            raise ConfigError("the ONNX Runtime path decodes in a padded window: pad_to_frames must be set "
+                              "(Whisper's is 3000)")
 
     def _load(self, audio: Audio) -> np.ndarray:
         if isinstance(audio, (str, Path)):

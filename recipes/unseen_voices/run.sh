@@ -6,7 +6,7 @@
 #   recipes/unseen_voices/run.sh [--stage N] [--stop-stage N] [--data-dir DIR] [--out DIR]
 #                                [--per-speaker N] [--snrs clean,20,10,5,0] [--kinds babble,music,street]
 #                                [--sets speechocean762_test,commonvoice,librispeech_mini,speechbrain]
-#                                [--precision-snrs 5] [--rule-snrs 5,0]
+#                                [--precision-snrs 5] [--rule-snrs 5,0] [--window-snrs 5]
 #
 # Stages: 0 test manifests (prepare.py); 1 each set through recipes/noisy_eval/run.sh (noisy audio,
 # faster-whisper, our models, noise-only clips); 2 RESULTS.md from the sets' results; 3 the default
@@ -14,6 +14,9 @@
 # --precision-snrs (default 5 dB) of each kind (PRECISION.md); 4 the decoder's no-speech rule
 # (DecodingOptions.decoder_no_speech_threshold): the default on ONNX Runtime with and without it, and
 # faster-whisper, clean, at --rule-snrs (default 5,0) of each kind and on the noise-only clips (NO_SPEECH_RULE.md).
+# 5 the short window (DecodingOptions.short_pad_to_frames): the default on ONNX Runtime against itself with
+# every recording padded to 30 s, and faster-whisper, clean, at --window-snrs (default 5) of each kind
+# and on the noise-only clips (WINDOW.md).
 # Run from the repository root; see recipes/unseen_voices/README.md.
 set -euo pipefail
 
@@ -28,6 +31,7 @@ sets=speechocean762_test,commonvoice,librispeech_mini,speechbrain
 clips_per_kind=10
 precision_snrs=5
 rule_snrs=5,0
+window_snrs=5
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -42,6 +46,7 @@ while [ $# -gt 0 ]; do
     --clips-per-kind) clips_per_kind=$2; shift 2 ;;
     --precision-snrs) precision_snrs=$2; shift 2 ;;
     --rule-snrs) rule_snrs=$2; shift 2 ;;
+    --window-snrs) window_snrs=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -110,4 +115,13 @@ if run 4; then
     --title "Unseen voices: the decoder's no-speech rule" \
     --command "recipes/unseen_voices/run.sh --stage 4 --stop-stage 4 --per-speaker $per_speaker --kinds $kinds --sets $sets --rule-snrs $rule_snrs" \
     > recipes/unseen_voices/NO_SPEECH_RULE.md
+fi
+if run 5; then
+  systems=asr-onnx-fp32,asr-onnx-fp32-30s-window,faster-whisper-int8
+  conditions="clean noise_only $(noisy_conditions $window_snrs)"
+  paired_sets window $window_snrs $clips_per_kind
+  python recipes/unseen_voices/results.py --out "$out" --sets $sets --results window \
+    --title "Unseen voices: recordings under 9 s decoded in a 10 s window" \
+    --command "recipes/unseen_voices/run.sh --stage 5 --stop-stage 5 --per-speaker $per_speaker --kinds $kinds --sets $sets --window-snrs $window_snrs" \
+    > recipes/unseen_voices/WINDOW.md
 fi
