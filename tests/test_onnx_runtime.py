@@ -36,9 +36,9 @@ def sessions(exported):
     return {precision: OnnxModel(folder, precision, threads=1) for precision in ("fp32", "int8")}
 
 
-def torch_encode(model, wave: np.ndarray):
+def torch_encode(model, wave: np.ndarray, frames: int = FRAMES):
     with torch.no_grad():
-        enc = model.encode(torch.from_numpy(wave)[None], torch.tensor([len(wave)]), pad_to_frames=FRAMES)
+        enc = model.encode(torch.from_numpy(wave)[None], torch.tensor([len(wave)]), pad_to_frames=frames)
         return enc.hidden, model.ctc.log_probs(enc.hidden)
 
 
@@ -68,13 +68,16 @@ def test_the_numpy_frontend_computes_the_models_features(exported, sessions):
         assert not ours[n:].any()  # padding is zeros, as model.encode pads
 
 
-def test_fp32_encoder_and_ctc_head_match_pytorch(exported, sessions):
+@pytest.mark.parametrize("frames", [1000, FRAMES])
+def test_fp32_encoder_and_ctc_head_match_pytorch(exported, sessions, frames):
+    """In Whisper's 30 s window and in the short one: the graph reads windows of any length."""
     recognizer, _ = exported
     model = sessions["fp32"]
     for clip in CLIPS[:3]:
         wave = load_audio(clip)
-        hidden, log_probs = torch_encode(recognizer.model, wave)
-        out = model.encode(model.frontend.log_mel(wave, FRAMES)[None])
+        hidden, log_probs = torch_encode(recognizer.model, wave, frames)
+        assert hidden.shape[1] == frames // 2
+        out = model.encode(model.frontend.log_mel(wave, frames)[None])
         np.testing.assert_allclose(out.hidden, hidden.numpy(), atol=2e-3)
         np.testing.assert_allclose(out.ctc_log_probs, log_probs.numpy(), atol=2e-3)
 
@@ -223,6 +226,29 @@ def test_fp32_transcripts_words_and_gate_equal_the_pytorch_recognizers(exported,
         for a, b in zip(got.words, expected.words):
             assert a.start == pytest.approx(b.start, abs=0.021) and a.end == pytest.approx(b.end, abs=0.021)
         assert got.score == pytest.approx(expected.score, abs=1e-2)
+
+
+def test_recordings_in_the_short_and_the_long_window_are_decoded_as_pytorch_decodes_them(exported, onnx_recognizers,
+                                                                                         monkeypatch):
+    """With a short window of 10 s (DecodingOptions.short_pad_to_frames), a recording under 9 s is
+    decoded in it and a longer one in 30 s; in one batch, each in its own window, as the PyTorch
+    recognizer decodes it."""
+    recognizer, onnx = exported[0], onnx_recognizers["fp32"]
+    pause = np.zeros(8000, np.float32)
+    longer = np.concatenate([part for clip in CLIPS[:4] for part in (load_audio(clip), pause)])
+    assert 10 < len(longer) / 16000 < 30
+    recordings = [load_audio(CLIPS[0]), longer, load_audio(CLIPS[4])]
+    windows = []
+    encode = OnnxModel.encode
+    monkeypatch.setattr(OnnxModel, "encode", lambda self, features: windows.append(features.shape[1]) or
+                        encode(self, features))
+    got = onnx.transcribe_batch(recordings, batch_size=3, short_pad_to_frames=1000)
+    assert sorted(windows) == [1000, 1000, FRAMES]
+    for recording, result in zip(recordings, got):
+        expected = recognizer.transcribe(recording, short_pad_to_frames=1000)
+        assert result.text == expected.text and result.text
+        assert result.score == pytest.approx(expected.score, abs=1e-2)
+        assert [w.word for w in result.words] == [w.word for w in expected.words]
 
 
 def test_silence_stays_under_the_gate_and_a_prefix_is_continued(exported, onnx_recognizers):

@@ -63,10 +63,12 @@ class DecodingOptions:
     # imported Whisper model needs the padding for "attention" decoding until it is fine-tuned.
     pad_to_frames: int = 0
     # A recording at least SHORT_WINDOW_MARGIN_FRAMES shorter than this is padded to this many frames
-    # instead of pad_to_frames (0: never): encoding Whisper's 30 s costs the same however little of
-    # it is speech. On 100 development utterances (recipes/whisper_ctc/dev_noise.py, clean, 2-9 s)
-    # the default model decoded in a 10 s window made 38.1 % errors against 38.4 % in 30 s, in 58 %
-    # of the time; windows fitted to each clip (clip + 2 s) made the decoder repeat itself (48.6 %).
+    # instead of pad_to_frames (0: never): Whisper's 30 s cost the same to encode however little of
+    # them is speech, and a 10 s window (1000) takes a third of that. Speed at a cost in accuracy, so
+    # the default model does not use it: on 100 development utterances (recipes/whisper_ctc/dev_noise.py)
+    # it made as many errors in 10 s as in 30 s, but on unseen voices more, on clean speechocean762
+    # and in street noise (recipes/unseen_voices/WINDOW.md). Windows fitted to each clip (its length
+    # and 2 s) made the decoder write its sentence twice.
     short_pad_to_frames: int = 0
     # Decoder tokens the transcript must begin with ("attention" only; Whisper's `prefix`): the
     # search continues them, and the result holds them. A live recognizer forces the words it has
