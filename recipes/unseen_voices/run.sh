@@ -79,6 +79,14 @@ paired_sets() {
       --kinds $kinds --clips-per-kind $3 --out $dir --hyp-dir $dir/hyps
   done
 }
+# paired_sets $1 $2 $3, then the sets' tables under the title "Unseen voices: $5" as
+# recipes/unseen_voices/$4, naming the stage's options $6 in its command.
+compare() {
+  paired_sets $1 $2 $3
+  python recipes/unseen_voices/results.py --out "$out" --sets $sets --results $1 --title "Unseen voices: $5" \
+    --command "recipes/unseen_voices/run.sh $6 --per-speaker $per_speaker --kinds $kinds --sets $sets" \
+    > recipes/unseen_voices/$4
+}
 manifests=recipes/unseen_voices/data
 
 if run 0; then
@@ -95,33 +103,23 @@ if run 2; then
     --command "recipes/unseen_voices/run.sh --per-speaker $per_speaker --snrs $snrs --kinds $kinds --sets $sets" \
     > recipes/unseen_voices/RESULTS.md
 fi
+# The systems sort so that the default comes first: the others' differences are taken to it.
 if run 3; then
-  # The systems sort so that the default comes first: the others' differences are taken to it.
   # (PyTorch fp32 gives what ONNX Runtime fp32 gives: PRECISION.md at d3193e5, and the parity tests.)
   systems=asr-onnx-fp32,asr-onnx-int8
   conditions="clean $(noisy_conditions $precision_snrs)"
-  paired_sets precision $precision_snrs 0
-  python recipes/unseen_voices/results.py --out "$out" --sets $sets --results precision \
-    --title "Unseen voices: the default model in each precision and runtime" \
-    --command "recipes/unseen_voices/run.sh --stage 3 --stop-stage 3 --per-speaker $per_speaker --kinds $kinds --sets $sets --precision-snrs $precision_snrs" \
-    > recipes/unseen_voices/PRECISION.md
+  compare precision $precision_snrs 0 PRECISION.md "the default model in each precision and runtime" \
+    "--stage 3 --stop-stage 3 --precision-snrs $precision_snrs"
 fi
 if run 4; then
-  # The systems sort so that the default comes first: the others' differences are taken to it.
   systems=asr-onnx-fp32,asr-onnx-fp32-without-decoder-gate,faster-whisper-int8
   conditions="clean noise_only $(noisy_conditions $rule_snrs)"
-  paired_sets no_speech_rule $rule_snrs $clips_per_kind
-  python recipes/unseen_voices/results.py --out "$out" --sets $sets --results no_speech_rule \
-    --title "Unseen voices: the decoder's no-speech rule" \
-    --command "recipes/unseen_voices/run.sh --stage 4 --stop-stage 4 --per-speaker $per_speaker --kinds $kinds --sets $sets --rule-snrs $rule_snrs" \
-    > recipes/unseen_voices/NO_SPEECH_RULE.md
+  compare no_speech_rule $rule_snrs $clips_per_kind NO_SPEECH_RULE.md "the decoder's no-speech rule" \
+    "--stage 4 --stop-stage 4 --rule-snrs $rule_snrs"
 fi
 if run 5; then
   systems=asr-onnx-fp32,asr-onnx-fp32-10s-window,faster-whisper-int8
   conditions="clean noise_only $(noisy_conditions $window_snrs)"
-  paired_sets window $window_snrs $clips_per_kind
-  python recipes/unseen_voices/results.py --out "$out" --sets $sets --results window \
-    --title "Unseen voices: recordings under 9 s decoded in a 10 s window" \
-    --command "recipes/unseen_voices/run.sh --stage 5 --stop-stage 5 --per-speaker $per_speaker --kinds $kinds --sets $sets --window-snrs $window_snrs" \
-    > recipes/unseen_voices/WINDOW.md
+  compare window $window_snrs $clips_per_kind WINDOW.md "recordings under 9 s decoded in a 10 s window" \
+    "--stage 5 --stop-stage 5 --window-snrs $window_snrs"
 fi
