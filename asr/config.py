@@ -38,10 +38,11 @@ class AugmentConfig:
     rir_manifests: list[str] = field(default_factory=list)
     speeds: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])  # one drawn uniformly per utterance
     reverb_prob: float = 0.3
-    # At most one kind of noise per utterance, so these three probabilities add up to at most 1.
+    # At most one kind of noise per utterance, so these four probabilities add up to at most 1.
     noise_prob: float = 0.45  # a recording from the noise bank
     colored_noise_prob: float = 0.1  # white, pink or brown
     babble_prob: float = 0.2  # other training utterances talking at once
+    music_prob: float = 0.0  # a synthetic piece (asr.data.music): the shared bank's music is test-only
     snr_min_db: float = -5.0
     snr_max_db: float = 20.0
     babble_min_talkers: int = 3
@@ -60,12 +61,12 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         probabilities = {"reverb_prob": self.reverb_prob, "noise_prob": self.noise_prob,
                          "colored_noise_prob": self.colored_noise_prob, "babble_prob": self.babble_prob,
-                         "volume_prob": self.volume_prob, "clip_prob": self.clip_prob}
+                         "music_prob": self.music_prob, "volume_prob": self.volume_prob, "clip_prob": self.clip_prob}
         for name, p in probabilities.items():
             if not 0.0 <= p <= 1.0:
                 raise ConfigError(f"AugmentConfig.{name} must be in [0, 1], got {p}")
-        if self.noise_prob + self.colored_noise_prob + self.babble_prob > 1.0 + 1e-9:
-            raise ConfigError("AugmentConfig: noise_prob + colored_noise_prob + babble_prob must be at most 1")
+        if self.noise_prob + self.colored_noise_prob + self.babble_prob + self.music_prob > 1.0 + 1e-9:
+            raise ConfigError("AugmentConfig: noise_prob + colored_noise_prob + babble_prob + music_prob must be at most 1")
         if not self.speeds or any(not 0.5 <= s <= 2.0 for s in self.speeds):
             raise ConfigError(f"AugmentConfig.speeds must be factors in [0.5, 2], got {self.speeds}")
         if self.snr_min_db > self.snr_max_db or self.gain_min_db > self.gain_max_db:

@@ -1,4 +1,4 @@
-"""Online waveform augmentation: speed, reverberation, noise at a set SNR, volume and clipping.
+"""Online waveform augmentation: speed, reverberation, noise or music at a set SNR, volume and clipping.
 
 Every random choice is drawn from the generator the caller passes in. When the data loader derives
 it from (seed, epoch, utterance index), an utterance's augmentation depends on nothing else: it is
@@ -21,6 +21,7 @@ from scipy.signal import fftconvolve
 
 from asr.audio import SAMPLE_RATE, load_audio
 from asr.config import AugmentConfig
+from asr.data.music import synthetic_music
 from asr.data.noise import TRAIN, AudioCache, NoiseBank, RirBank
 from asr.errors import ConfigError
 
@@ -146,7 +147,7 @@ class Augmentation:
     waveform: np.ndarray
     speed: float = 1.0  # the only length change: len(waveform) is the input length / speed (+-1)
     rir: Optional[str] = None  # id of the impulse response
-    noise: Optional[str] = None  # noise recording id, a color ("pink"), or "babble-<talkers>"
+    noise: Optional[str] = None  # noise recording id, a color ("pink"), "babble-<talkers>" or "music"
     snr_db: Optional[float] = None
     gain_db: float = 0.0
     clip_level: Optional[float] = None
@@ -183,7 +184,7 @@ class Augmenter:
             entry, rir = self.rir_bank.choose(rng)
             x, result.rir = apply_rir(x, rir), entry.id
         choice = rng.random()
-        if choice < c.noise_prob + c.colored_noise_prob + c.babble_prob:
+        if choice < c.noise_prob + c.colored_noise_prob + c.babble_prob + c.music_prob:
             result.snr_db = float(rng.uniform(c.snr_min_db, c.snr_max_db))
             if choice < c.noise_prob:
                 entry, recording = self.noise_bank.choose(rng)
@@ -191,9 +192,11 @@ class Augmenter:
             elif choice < c.noise_prob + c.colored_noise_prob:
                 result.noise = str(rng.choice(list(NOISE_COLORS)))
                 noise = colored_noise(len(x), result.noise, rng)
-            else:
+            elif choice < c.noise_prob + c.colored_noise_prob + c.babble_prob:
                 talkers = int(rng.integers(c.babble_min_talkers, c.babble_max_talkers + 1))
                 noise, result.noise = self._babble(len(x), talkers, rng), f"babble-{talkers}"
+            else:
+                noise, result.noise = synthetic_music(len(x), rng, self.sample_rate), "music"
             x = mix_at_snr(x, noise, result.snr_db, self.sample_rate)
         if rng.random() < c.volume_prob:
             result.gain_db = float(rng.uniform(c.gain_min_db, c.gain_max_db))

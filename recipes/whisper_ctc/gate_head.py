@@ -13,6 +13,11 @@ and once with training-split noise, plus clips with no speech (training-split no
 silence) whose target is nothing.
 
     python recipes/whisper_ctc/gate_head.py --data-dir ../shared/data --exp exp/whisper_ctc/gate_head
+
+The head trained here stays with every model distill.py derives (it trains the encoder alone), so
+`--head-from asr/models/whisper-tiny-ctc` rebuilds the teacher in minutes instead of an hour: the
+head is taken from that folder once its decoder is checked to be tiny.en's, and only the gate is
+calibrated again, on the unchanged encoder.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import numpy as np
 import torch
 
 from asr.audio import load_audio
-from asr.checkpoint import save_model
+from asr.checkpoint import load_model_dir, save_model
+from asr.model_folder import load_ctc_tokenizer
 from asr.config import AugmentConfig
 from asr.data.augment import build_augmenter, fit_to_length
 from asr.data.manifest import read_manifest
@@ -135,6 +141,21 @@ def load_cache(folder: Path) -> list[tuple[torch.Tensor, list[int]]]:
     return pairs
 
 
+def head_of(model, folder: Path) -> None:
+    """Sets `model`'s CTC head (tiny.en imported here) to the one of the model folder `folder`, a
+    student of distill.py: refused unless that folder's decoder and CTC alphabet are tiny.en's and
+    this script's, i.e. unless its head was trained here on the unchanged encoder."""
+    student, tokenizer, meta = load_model_dir(folder)
+    own = model.decoder.state_dict()
+    changed = [k for k, v in student.decoder.state_dict().items() if not torch.equal(v, own[k])]
+    if changed:
+        raise SystemExit(f"{folder}: its decoder is not tiny.en's ({len(changed)} tensors differ), so its "
+                         "CTC head may not be this teacher's; train the head instead (no --head-from)")
+    if getattr(load_ctc_tokenizer(folder, meta, tokenizer), "symbols", None) != ctc_tokenizer().symbols:
+        raise SystemExit(f"{folder}: its CTC head does not write this script's alphabet")
+    model.ctc.proj.load_state_dict(student.ctc.proj.state_dict())
+
+
 def train_head(head: torch.nn.Linear, pairs, blank: int, epochs: int, lr: float, seed: int) -> None:
     """Fits the CTC head on cached encoder states (batches of 32, AdamW, cosine decay)."""
     generator = torch.Generator().manual_seed(seed)
@@ -205,6 +226,7 @@ def main() -> None:
     parser.add_argument("--keep", type=float, default=0.99, help="share of dev speech the gate lets through")
     parser.add_argument("--base", default="tiny.en", help="store only the weights that differ from this model")
     parser.add_argument("--half", action="store_true", help="store them as float16")
+    parser.add_argument("--head-from", help="take the CTC head from this distill.py student instead of training it")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -219,9 +241,12 @@ def main() -> None:
     examples += [("clean", clip, "") for clip in no_speech_clips(data_dir, args.no_speech, args.seed)]
     random.Random(args.seed).shuffle(examples)
     log.info("%d training examples from %d utterances; %d dev utterances", len(examples), len(train), len(dev))
-    cache_features(model, chars, examples, exp / "features", augmenter, args.seed)
-
-    train_head(model.ctc.proj, load_cache(exp / "features"), model.config.blank_id, args.epochs, args.lr, args.seed)
+    if args.head_from:
+        head_of(model, Path(args.head_from))
+    else:
+        cache_features(model, chars, examples, exp / "features", augmenter, args.seed)
+        train_head(model.ctc.proj, load_cache(exp / "features"), model.config.blank_id, args.epochs, args.lr,
+                   args.seed)
     info = {**(notes or {}), "ctc_head": "trained on the frozen encoder (recipes/whisper_ctc/gate_head.py)",
             "train_utterances": len(train), "dev_speakers": sorted({u.speaker for u in dev})}
     folder = save_model(model, tokenizer, exp / "head", info, chars, dict(WHISPER_DECODING))
