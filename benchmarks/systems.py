@@ -81,14 +81,9 @@ class Ours(System):
     def unchanged_tiny(cls, threads: int) -> "Ours":
         """Whisper tiny.en imported into our architecture and left as it is, decoded as Whisper
         decodes (attention beam 5 over 30 s of padded input). Its start-up includes the import."""
-        import torch
+        from peers import unchanged_tiny_recognizer
 
-        import asr
-        from asr.importers.whisper import BUNDLED, WHISPER_DECODING, ctc_tokenizer, import_whisper
-
-        torch.set_num_threads(threads)
-        model, tokenizer, notes = import_whisper(BUNDLED)
-        recognizer = asr.Recognizer(model, tokenizer, {"info": notes, "decoding": WHISPER_DECODING}, ctc_tokenizer())
+        recognizer = unchanged_tiny_recognizer(threads)
         return cls(recognizer, recognizer.default_options)
 
     def transcribe(self, audio):

@@ -7,6 +7,7 @@
 #                                [--per-speaker N] [--snrs clean,20,10,5,0] [--kinds babble,music,street]
 #                                [--sets speechocean762_test,commonvoice,librispeech_mini,speechbrain]
 #                                [--precision-snrs 5] [--rule-snrs 5,0] [--window-snrs 5]
+#                                [--candidate DIR] [--candidate-snrs 5,0]
 #
 # Stages: 0 test manifests (prepare.py); 1 each set through recipes/noisy_eval/run.sh (noisy audio,
 # faster-whisper, our models, noise-only clips); 2 RESULTS.md from the sets' results; 3 the default
@@ -17,6 +18,9 @@
 # 5 the short window (DecodingOptions.short_pad_to_frames, not the default): the default on ONNX Runtime
 # against itself with recordings under 9 s padded to 10 s instead of 30 s, and faster-whisper, clean,
 # at --window-snrs (default 5) of each kind and on the noise-only clips (WINDOW.md).
+# 6 a candidate for the default (a model folder, --candidate DIR) against the default, both on ONNX
+# Runtime, with the unchanged tiny.en and faster-whisper, clean, at --candidate-snrs (default 5,0) of
+# each kind and on the noise-only clips (CANDIDATE.md).
 # Run from the repository root; see recipes/unseen_voices/README.md.
 set -euo pipefail
 
@@ -32,6 +36,8 @@ clips_per_kind=10
 precision_snrs=5
 rule_snrs=5,0
 window_snrs=5
+candidate=
+candidate_snrs=5,0
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,6 +53,8 @@ while [ $# -gt 0 ]; do
     --precision-snrs) precision_snrs=$2; shift 2 ;;
     --rule-snrs) rule_snrs=$2; shift 2 ;;
     --window-snrs) window_snrs=$2; shift 2 ;;
+    --candidate) candidate=$2; shift 2 ;;
+    --candidate-snrs) candidate_snrs=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -55,7 +63,8 @@ run() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 # $2/raw/<condition>/, and the transcripts gathered as `asr eval-noise --hyp-dir $2/hyps` reads them.
 decode_conditions() {
   for condition in $conditions; do
-    python benchmarks/peers.py --manifest $1/$condition.jsonl --out $2/raw/$condition --systems $systems --threads 2
+    python benchmarks/peers.py --manifest $1/$condition.jsonl --out $2/raw/$condition --systems $systems --threads 2 \
+      ${candidate:+--candidate "$candidate"}
     for system in ${systems//,/ }; do
       mkdir -p $2/hyps/$system
       cp $2/raw/$condition/$system.jsonl $2/hyps/$system/$condition.jsonl
@@ -122,4 +131,11 @@ if run 5; then
   conditions="clean noise_only $(noisy_conditions $window_snrs)"
   compare window $window_snrs $clips_per_kind WINDOW.md "recordings under 9 s decoded in a 10 s window" \
     "--stage 5 --stop-stage 5 --window-snrs $window_snrs"
+fi
+if run 6; then
+  [ -n "$candidate" ] || { echo "stage 6 needs --candidate DIR" >&2; exit 1; }
+  systems=asr-onnx-fp32,candidate-onnx-fp32,tiny.en-unchanged,faster-whisper-int8
+  conditions="clean noise_only $(noisy_conditions $candidate_snrs)"
+  compare candidate $candidate_snrs $clips_per_kind CANDIDATE.md "a candidate default ($candidate) against the default" \
+    "--stage 6 --stop-stage 6 --candidate $candidate --candidate-snrs $candidate_snrs"
 fi

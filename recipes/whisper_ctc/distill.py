@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from asr.audio import load_audio
 from asr.checkpoint import list_checkpoints, load_latest_checkpoint, load_model_dir, save_checkpoint, save_model
-from asr.model_folder import load_ctc_tokenizer
+from asr.model_folder import load_ctc_tokenizer, read_meta
 from asr.config import AugmentConfig
 from asr.data.augment import build_augmenter
 from asr.data.manifest import read_manifest
@@ -65,6 +65,7 @@ NOISE = AugmentConfig(noise_prob=0.4, colored_noise_prob=0.1, babble_prob=0.4, r
 # voices against faster-whisper (issue 17).
 NOISE_WITH_MUSIC = replace(NOISE, noise_prob=0.3, colored_noise_prob=0.05, babble_prob=0.35, music_prob=0.2)
 NOISE_MIXES = {"bank": NOISE, "with-music": NOISE_WITH_MUSIC}
+NO_SPEECH_RULE = ("decoder_no_speech_threshold", "logprob_threshold")  # DecodingOptions fields
 
 
 def training_voices(data_dir: Path, dev_speakers: int, seed: int) -> list[str]:
@@ -216,6 +217,9 @@ def export(args, student, tokenizer, meta: dict, data_dir: Path, exp: Path) -> N
     cap = token_cap(training_rates(data_dir, tokenizer, args.dev_speakers, args.seed))
     decoding = {**meta.get("decoding", {}), "no_speech_threshold": round(gate["no_speech_threshold"], 4),
                 "max_tokens_per_second": cap}
+    if args.rule_from:  # the decoder's no-speech rule, which no_speech_rule.py set for the shipped default
+        rule = read_meta(Path(args.rule_from)).get("decoding", {})
+        decoding.update({k: rule[k] for k in NO_SPEECH_RULE if k in rule})
     print(save_model(student, tokenizer, args.export, {**info, "gate": gate}, chars, decoding, "tiny.en", True))
 
 
@@ -238,6 +242,8 @@ def main() -> None:
     parser.add_argument("--noise", choices=sorted(NOISE_MIXES), default="bank",
                         help="bank: NOISE, the shipped student's mix; with-music: NOISE_WITH_MUSIC")
     parser.add_argument("--keep", type=float, default=0.99, help="as gate_head.py: share of dev speech the gate lets through")
+    parser.add_argument("--rule-from", help="with --export: take the decoder's no-speech rule (decoding's "
+                        f"{' and '.join(NO_SPEECH_RULE)}) from this model folder")
     parser.add_argument("--export", help="write the latest checkpoint as a model folder here, gate recalibrated, and stop")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
