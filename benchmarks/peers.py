@@ -91,9 +91,6 @@ def unchanged_tiny(threads: int) -> Callable[[np.ndarray], str]:
     return lambda audio: recognizer.transcribe(audio).text
 
 
-# The model folder that the system "candidate-onnx-fp32" decodes (--candidate).
-candidate: Path | None = None
-
 SYSTEMS = {
     "asr-onnx-fp32": lambda threads: asr_onnx("fp32", threads),
     "asr-onnx-int8": lambda threads: asr_onnx("int8", threads),
@@ -103,8 +100,6 @@ SYSTEMS = {
     # The default with recordings under 9 s padded to 10 s instead of Whisper's 30 s
     # (DecodingOptions.short_pad_to_frames): what the short window changes.
     "asr-onnx-fp32-10s-window": lambda threads: asr_onnx("fp32", threads, short_pad_to_frames=1000),
-    # A model folder in the default's place (--candidate), decoded as asr-onnx-fp32 decodes the default.
-    "candidate-onnx-fp32": lambda threads: asr_onnx("fp32", threads, candidate),
     "tiny.en-unchanged": unchanged_tiny,
     "faster-whisper-int8": lambda threads: faster_whisper("int8", threads),
     "faster-whisper-fp32": lambda threads: faster_whisper("float32", threads),
@@ -112,7 +107,16 @@ SYSTEMS = {
 }
 
 
-def run(manifest: Path, out: Path, systems: list[str], threads: int) -> None:
+# A model folder in the default's place (--candidate), decoded as asr-onnx-fp32 decodes the default.
+CANDIDATE = "candidate-onnx-fp32"
+
+
+def build(name: str, threads: int, candidate: Path | None = None) -> Callable[[np.ndarray], str]:
+    """The system `name` (a key of SYSTEMS, or CANDIDATE with the model folder `candidate`)."""
+    return asr_onnx("fp32", threads, candidate) if name == CANDIDATE else SYSTEMS[name](threads)
+
+
+def run(manifest: Path, out: Path, systems: list[str], threads: int, candidate: Path | None = None) -> None:
     from asr.audio import load_audio
     from asr.data.manifest import read_manifest
 
@@ -121,7 +125,7 @@ def run(manifest: Path, out: Path, systems: list[str], threads: int) -> None:
     seconds = sum(len(a) for a in audio) / 16000
     out.mkdir(parents=True, exist_ok=True)
     for name in systems:
-        transcribe = SYSTEMS[name](threads)
+        transcribe = build(name, threads, candidate)
         transcribe(audio[0])  # warm-up, so start-up cost is not counted as decoding
         start = time.perf_counter()
         rows = [{"id": u.id, "text": transcribe(a)} for u, a in zip(utterances, audio)]
@@ -136,15 +140,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--systems", default="faster-whisper-int8,pocketsphinx", help=f"from {', '.join(SYSTEMS)}")
+    parser.add_argument("--systems", default="faster-whisper-int8,pocketsphinx",
+                        help=f"from {', '.join([*SYSTEMS, CANDIDATE])}")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--candidate", type=Path, help="the model folder that system candidate-onnx-fp32 decodes")
+    parser.add_argument("--candidate", type=Path, help=f"the model folder that system {CANDIDATE} decodes")
     args = parser.parse_args()
-    global candidate
-    candidate = args.candidate
-    if "candidate-onnx-fp32" in args.systems.split(",") and candidate is None:
-        parser.error("system candidate-onnx-fp32 needs --candidate")
-    run(args.manifest, args.out, args.systems.split(","), args.threads)
+    if CANDIDATE in args.systems.split(",") and args.candidate is None:
+        parser.error(f"system {CANDIDATE} needs --candidate")
+    run(args.manifest, args.out, args.systems.split(","), args.threads, args.candidate)
 
 
 if __name__ == "__main__":
