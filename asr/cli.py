@@ -100,7 +100,8 @@ def add_export(sub: argparse._SubParsersAction) -> None:
                    help="a recommended DecodingOptions field, e.g. --decoding mode=rescore (repeatable)")
     p.add_argument("--onnx", action="store_true",
                    help="also write the model as ONNX graphs for ONNX Runtime (encoder.onnx, decoder.onnx, their "
-                        "int8 copies and frontend.npz; Whisper-based models; needs the `onnx` package)")
+                        "int8 copies, each with its weights beside it in a .data file, and frontend.npz; "
+                        "Whisper-based models; needs the `onnx` package)")
     p.set_defaults(handler=run_export)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import re
-from importlib import metadata
 
 from asr.errors import AsrError
 
@@ -24,6 +23,8 @@ class BrokenEnvironmentError(AsrError):
 
 def pinned_requirement(package: str) -> str:
     """The requirement this installation of `asr` declares for `package` (e.g. "torchaudio==2.11.0")."""
+    from importlib import metadata  # here, not at the top: only a broken install reads it, start-up would pay
+
     try:
         requirements = metadata.requires("asr") or []
     except metadata.PackageNotFoundError:  # run from a source tree that was never installed

@@ -1,6 +1,7 @@
 """The default model exported to ONNX and run by ONNX Runtime computes what the PyTorch model does."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -180,10 +181,37 @@ def test_a_batch_encodes_each_utterance_as_alone(sessions):
 
 
 def test_a_folder_without_graphs_is_named(tmp_path):
-    with pytest.raises(CheckpointError, match="missing encoder.int8.onnx, decoder.int8.onnx, frontend.npz"):
+    with pytest.raises(CheckpointError, match="missing encoder.int8.onnx, encoder.int8.onnx.data, decoder.int8.onnx, "
+                                              "decoder.int8.onnx.data, frontend.npz"):
         OnnxModel(tmp_path, "int8")
     with pytest.raises(CheckpointError, match="unknown precision 'fp16'"):
         OnnxModel(tmp_path, "fp16")
+
+
+def test_graphs_keep_their_weights_beside_them_and_a_truncated_one_is_named(exported, tmp_path):
+    _, folder = exported
+    for name in ("encoder", "decoder", "encoder.int8", "decoder.int8"):
+        graph, weights = folder / f"{name}.onnx", folder / f"{name}.onnx.data"
+        assert graph.stat().st_size < 1_000_000 < weights.stat().st_size, name  # the graph holds no weights
+        assert weights.stat().st_mode & 0o777 == graph.stat().st_mode & 0o777, name  # as readable as the graph
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no staging left behind
+    copy = tmp_path / "graphs"
+    shutil.copytree(folder, copy)
+    data = (copy / "decoder.onnx.data").read_bytes()
+    (copy / "decoder.onnx.data").write_bytes(data[: len(data) // 2])
+    model = OnnxModel(copy, "fp32", threads=1)  # the decoder's graph loads while the caller goes on
+    with pytest.raises(CheckpointError, match="decoder.onnx: the graph cannot be loaded"):
+        model.decoder
+
+
+def test_the_encoders_self_attention_is_the_fused_kernel(exported):
+    import onnx
+
+    model, folder = exported
+    graph = onnx.load(folder / "encoder.onnx", load_external_data=False).graph
+    fused = [node for node in graph.node if node.op_type == "MultiHeadAttention"]
+    assert len(fused) == len(model.model.encoder.layers) and {n.domain for n in fused} == {"com.microsoft"}
+    assert not [node for node in graph.node if node.op_type == "Softmax"]  # no attention left unfused
 
 
 def test_the_onnx_runtime_imports_no_torch():

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -31,7 +34,8 @@ from torch import Tensor, nn
 from asr.errors import ConfigError
 from asr.model.asr_model import ASRModel
 from asr.model_folder import write_atomic
-from asr.runtime.onnx_model import DECODER_FILE, ENCODER_FILE, FRONTEND_FILE, INT8_SUFFIX, cross_input_names
+from asr.runtime.onnx_model import (DECODER_FILE, ENCODER_FILE, FRONTEND_FILE, INT8_SUFFIX, WEIGHTS_SUFFIX,
+                                    cross_input_names)
 
 OPSET = 17
 
@@ -83,7 +87,8 @@ def frontend_arrays(model: ASRModel) -> dict[str, np.ndarray]:
             "sizes": np.array([config.sample_rate, config.n_fft, config.hop_length, config.win_length])}
 
 
-def _onnx_bytes(module: nn.Module, args: tuple, names: list[str], outputs: list[str], axes: dict) -> bytes:
+def _onnx_bytes(module: nn.Module, args: tuple, names: list[str], outputs: list[str], axes: dict,
+                custom_opsets: Optional[dict[str, int]] = None) -> bytes:
     buffer = io.BytesIO()
     # The TorchScript exporter: it traces the modules as they run, with no extra package beyond onnx
     # (torch's newer exporter needs onnxscript); its deprecation notice is not the user's business, nor
@@ -92,14 +97,14 @@ def _onnx_bytes(module: nn.Module, args: tuple, names: list[str], outputs: list[
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(module, args, buffer, dynamo=False, opset_version=OPSET, input_names=names,
-                          output_names=outputs, dynamic_axes=axes)
+                          output_names=outputs, dynamic_axes=axes, custom_opsets=custom_opsets)
     return buffer.getvalue()
 
 
 @torch.no_grad()
 def export_onnx(model: ASRModel, out: str | Path, frames: int = 3000, quantize: bool = True) -> list[Path]:
-    """Writes encoder.onnx, decoder.onnx and frontend.npz into `out` (and, with `quantize`, int8
-    copies of both graphs); returns the paths written. `frames`: the encoder input the model is
+    """Writes encoder.onnx, decoder.onnx (each with its weights beside it) and frontend.npz into
+    `out` (and, with `quantize`, int8 copies of both graphs); returns the paths written. `frames`: the encoder input the model is
     decoded with (Whisper's 30 s)."""
     model = model.eval()
     out = Path(out)
@@ -110,7 +115,8 @@ def export_onnx(model: ASRModel, out: str | Path, frames: int = 3000, quantize: 
     features = torch.zeros(1, frames, config.frontend.n_mels)
     encoder = _onnx_bytes(EncoderGraph(model).eval(), (features,), ["features"], ["hidden", "ctc_log_probs", "cross_kv"],
                           {"features": {0: "batch", 1: "frames"}, "hidden": {0: "batch", 1: "encoded"},
-                           "ctc_log_probs": {0: "batch", 1: "encoded"}, "cross_kv": {1: "batch", 3: "encoded"}})
+                           "ctc_log_probs": {0: "batch", 1: "encoded"}, "cross_kv": {1: "batch", 3: "encoded"}},
+                          custom_opsets={"com.microsoft": 1})  # its self-attention (attention._FusedAttention)
     tokens = torch.tensor([[config.sos_id, *config.decoder_prompt]] * 2)
     self_kv = torch.zeros(2 * layers, 2, heads, 3, d_head)
     cross = [torch.zeros(1, heads, frames // model.encoder.subsampling.rate, d_head)] * (2 * layers)  # broadcast
@@ -120,21 +126,40 @@ def export_onnx(model: ASRModel, out: str | Path, frames: int = 3000, quantize: 
                           {"tokens": {0: "rows", 1: "new"}, "self_kv": {1: "rows", 3: "past"},
                            **{name: {0: "audio_rows", 2: "frames"} for name in names}, "logits": {0: "rows"},
                            "new_self_kv": {1: "rows", 3: "total"}})
+    import onnx
+
     written = []
     for name, data in ((ENCODER_FILE, encoder), (DECODER_FILE, decoder)):
-        write_atomic(out / name, data)
-        written.append(out / name)
+        written += save_graph(onnx.load_from_string(data), out / name)
         if quantize:
-            written.append(quantize_graph(out / name, dynamic_after_norm=name == ENCODER_FILE))
+            written += quantize_graph(out / name, dynamic_after_norm=name == ENCODER_FILE)
     arrays = io.BytesIO()
     np.savez(arrays, **frontend_arrays(model))
     write_atomic(out / FRONTEND_FILE, arrays.getvalue())
     return written + [out / FRONTEND_FILE]
 
 
-def quantize_graph(path: Path, dynamic_after_norm: bool, target: Optional[Path] = None) -> Path:
-    """An int8 copy of a graph (into `target`, else beside it as *.int8.onnx): the weights of every
-    matrix product in 8 bits, in one of two ways.
+def save_graph(graph, path: Path) -> list[Path]:
+    """Writes an onnx.ModelProto as `path` and its weights beside it (WEIGHTS_SUFFIX); returns both
+    paths. Each is written under a temporary name and then renamed, the weights first: the graph
+    that names them appears whole, after them."""
+    import onnx
+
+    weights = path.with_name(path.name + WEIGHTS_SUFFIX)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as staging:
+        onnx.save_model(graph, os.path.join(staging, path.name), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=weights.name)
+        # onnx writes the weights for its owner alone; they are as readable as the graph.
+        shutil.copymode(os.path.join(staging, path.name), os.path.join(staging, weights.name))
+        os.replace(os.path.join(staging, weights.name), weights)
+        os.replace(os.path.join(staging, path.name), path)
+    return [path, weights]
+
+
+def quantize_graph(path: Path, dynamic_after_norm: bool, target: Optional[Path] = None) -> list[Path]:
+    """An int8 copy of a graph (into `target`, else beside it as *.int8.onnx, its weights beside
+    that); returns the paths written. The weights of every matrix product are in 8 bits, in one of
+    two ways.
 
     - With `dynamic_after_norm` (the encoder), a product that reads a LayerNorm's output (queries,
       keys, values, the first feed-forward layer, the cross-attention keys and values, the CTC head)
@@ -154,25 +179,24 @@ def quantize_graph(path: Path, dynamic_after_norm: bool, target: Optional[Path] 
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     target = Path(target or path.with_suffix(INT8_SUFFIX))
-    staging = target.with_name(f".{target.name}.staging")
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)  # the quantisers log each tensor they leave alone on the root logger
     try:
         graph = onnx.load(path)
         after_norm = _products_after_layer_norm(graph) if dynamic_after_norm else []
         if after_norm:
-            quantize_dynamic(graph, staging, weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul"], nodes_to_quantize=after_norm)
-            graph = onnx.load(staging)
+            with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as staging:
+                dynamic = Path(staging) / target.name
+                quantize_dynamic(graph, dynamic, weight_type=QuantType.QInt8, per_channel=True,
+                                 op_types_to_quantize=["MatMul"], nodes_to_quantize=after_norm)
+                graph = onnx.load(dynamic)
         # Products already in int8 are no longer MatMul nodes: this takes the float ones left.
         blocks = MatMulNBitsQuantizer(graph, bits=8, block_size=32, is_symmetric=True, accuracy_level=4,
                                       op_types_to_quantize=("MatMul",))
         blocks.process()
-        blocks.model.save_model_to_file(str(staging), use_external_data_format=False)
     finally:
         logging.disable(previous)
-    staging.replace(target)
-    return target
+    return save_graph(blocks.model.model, target)
 
 
 def _products_after_layer_norm(graph) -> list[str]:

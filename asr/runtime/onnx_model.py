@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,10 @@ from asr.runtime.frontend import Frontend
 
 ENCODER_FILE, DECODER_FILE, FRONTEND_FILE = "encoder.onnx", "decoder.onnx", "frontend.npz"
 INT8_SUFFIX = ".int8.onnx"  # the int8 copy of a graph: encoder.int8.onnx
+# A graph's weights lie beside it (encoder.onnx.data): ONNX Runtime then reads them straight into the
+# tensors it runs on, where a graph holding them is parsed whole first (45 MB less at the peak of one
+# short clip).
+WEIGHTS_SUFFIX = ".data"
 PRECISIONS = ("fp32", "int8")
 # What export_onnx writes; graphs built into a cache are kept under it, so a release that exports
 # differently builds them afresh. 2: the encoder carries no padding mask; 3: the decoder broadcasts one
@@ -20,8 +25,10 @@ PRECISIONS = ("fp32", "int8")
 # 5: attention scales its queries, so that a step no longer scales and transposes every cached key;
 # 6: int8 graphs keep blocks of 32 weights per scale where one scale per call lost words; 7: a beam's
 # rows read their utterance's cross-attention keys as one block of queries, each key once per step;
-# 8: the encoder reads windows of any length (DecodingOptions.short_pad_to_frames).
-GRAPHS_VERSION = 8
+# 8: the encoder reads windows of any length (DecodingOptions.short_pad_to_frames); 9: the encoder's
+# self-attention is ONNX Runtime's fused MultiHeadAttention, and each graph's weights are a file
+# beside it.
+GRAPHS_VERSION = 9
 
 
 def cross_input_names(layers: int) -> list[str]:
@@ -45,16 +52,28 @@ class OnnxModel:
         folder = Path(folder)
         suffix = INT8_SUFFIX if precision == "int8" else ".onnx"
         paths = [folder / Path(name).with_suffix(suffix).name for name in (ENCODER_FILE, DECODER_FILE)]
-        missing = [p.name for p in [*paths, folder / FRONTEND_FILE] if not p.is_file()]
+        files = [f for p in paths for f in (p, p.with_name(p.name + WEIGHTS_SUFFIX))] + [folder / FRONTEND_FILE]
+        missing = [p.name for p in files if not p.is_file()]
         if missing:
             raise CheckpointError(f"{folder}: no exported model for {precision} (missing {', '.join(missing)}); "
                                   "write it with `asr export MODEL OUT --onnx`")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # 0: ONNX Runtime's choice (the physical cores)
         options.inter_op_num_threads = 1
-        self.encoder, self.decoder = (ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
-                                      for p in paths)
+        # The decoder's session, the slower to build (its token table is packed for the product), is
+        # built on a thread of its own while this one builds the encoder's and the caller goes on to
+        # read and encode audio: ONNX Runtime lets go of the GIL while it builds. For one short clip
+        # that takes a fifth of the start-up away.
+        builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-decoder")
+        self._decoder = builder.submit(_session, paths[1], options)
+        builder.shutdown(wait=False)  # its thread ends with the build
+        self.encoder = _session(paths[0], options)
         self.frontend = Frontend.load(folder / FRONTEND_FILE)
+
+    @property
+    def decoder(self) -> ort.InferenceSession:
+        """The decoder step's session, once its build has finished; CheckpointError if it failed."""
+        return self._decoder.result()
 
     def encode(self, features: np.ndarray) -> Encoded:
         """features (B, frames, n_mels), each utterance's `Frontend.log_mel` padded to the window it is
@@ -84,3 +103,11 @@ class OnnxModel:
         """A self-attention cache with no positions yet, for `rows` decoder rows."""
         layers2, _, heads, _, d_head = cross_kv.shape
         return np.zeros((layers2, rows, heads, 0, d_head), np.float32)
+
+
+def _session(path: Path, options: ort.SessionOptions) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # ONNX Runtime raises its own types for a corrupt or truncated graph
+        raise CheckpointError(f"{path}: the graph cannot be loaded ({' '.join(str(err).split())}); "
+                              "export it again with `asr export MODEL OUT --onnx`") from None

@@ -35,13 +35,14 @@ class OnnxRecognizer:
                  graphs: Optional[str | Path] = None):
         """`folder`: the model folder; `graphs`: where its ONNX graphs are, if not in it."""
         folder = Path(folder)
+        # First, so that the decoder's graph builds while the tokenizers load. 0 threads: every core
+        # this process may use (ONNX Runtime's own choice counts physical cores only, one on a machine
+        # of 2 hyper-threads).
+        self.model = OnnxModel(graphs or folder, precision, threads or _usable_cores())
         self.meta, self.config, self.tokenizer = read_description(folder)
         self.ctc_tokenizer = load_ctc_tokenizer(folder, self.meta, self.tokenizer)
         if self.config.encoder.subsampling != "conv1d2":
             raise CheckpointError(f"{folder}: ONNX graphs are made for Whisper's models only")
-        # 0: every core this process may use (ONNX Runtime's own choice counts physical cores only,
-        # one on a machine of 2 hyper-threads).
-        self.model = OnnxModel(graphs or folder, precision, threads or _usable_cores())
         self.precision = precision
         try:
             self.default_options = DecodingOptions(**self.meta.get("decoding", {}))

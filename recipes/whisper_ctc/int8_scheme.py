@@ -25,6 +25,7 @@ import argparse
 import logging
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,21 +36,30 @@ from asr.audio import load_audio
 from asr.data.manifest import read_manifest
 from asr.evaluate import cpu_model, git_revision
 from asr.model_folder import DEFAULT_MODEL, resolve_model
-from asr.runtime.export import quantize_graph
-from asr.runtime.onnx_model import DECODER_FILE, ENCODER_FILE, FRONTEND_FILE, INT8_SUFFIX, OnnxModel
+from asr.runtime.export import quantize_graph, save_graph
+from asr.runtime.onnx_model import DECODER_FILE, ENCODER_FILE, FRONTEND_FILE, INT8_SUFFIX, WEIGHTS_SUFFIX, OnnxModel
 from asr.runtime.recognizer import OnnxRecognizer, cached_graphs, load_onnx
 from asr.scoring import score_utterance
 from asr.text import normalize
 
 SETS = ("clean", "babble_5", "noise_5", "babble_0")  # dev_noise.py's sets
 THREADS = 2
+WINDOW_FRAMES = 3000  # Whisper's 30 s of features
+
+
+def quantized_dynamically(source: Path, target: Path, op_types: list[str]) -> None:
+    """ONNX Runtime's dynamic int8 of `op_types`, saved as the graphs are (weights beside it)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(dir=target.parent) as staging:
+        quantize_dynamic(source, Path(staging) / target.name, weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=op_types)
+        save_graph(onnx.load(Path(staging) / target.name), target)
 
 
 def dynamic_everywhere(source: Path, target: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul", "Gather"])
+    quantized_dynamically(source, target, ["MatMul", "Gather"])
 
 
 def blocks_everywhere(source: Path, target: Path) -> None:
@@ -61,12 +71,9 @@ def shipped(source: Path, target: Path) -> None:
 
 
 def shipped_with_int8_table(source: Path, target: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     shipped(source, target)
     if source.name == DECODER_FILE:  # then its token table (a Gather) too
-        quantize_dynamic(target, target, weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["Gather"])
+        quantized_dynamically(target, target, ["Gather"])
 
 
 SCHEMES = {"dynamic int8 everywhere": dynamic_everywhere, "8-bit blocks everywhere": blocks_everywhere,
@@ -81,8 +88,9 @@ def build(scheme: str, float32: Path, out: Path) -> Path:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     for name in (ENCODER_FILE, DECODER_FILE):
-        (folder / name).unlink(missing_ok=True)
-        (folder / name).symlink_to((float32 / name).resolve())
+        for graph_file in (name, name + WEIGHTS_SUFFIX):
+            (folder / graph_file).unlink(missing_ok=True)
+            (folder / graph_file).symlink_to((float32 / graph_file).resolve())
         SCHEMES[scheme](float32 / name, folder / Path(name).with_suffix(INT8_SUFFIX).name)
     shutil.copy(float32 / FRONTEND_FILE, folder / FRONTEND_FILE)  # last: the folder is complete
     return folder
@@ -91,7 +99,7 @@ def build(scheme: str, float32: Path, out: Path) -> Path:
 def speed(folder: Path, precision: str) -> tuple[float, float]:
     """Median ms of the encoder over one window and of a decoder step for 5 rows after 10 tokens."""
     model = OnnxModel(folder, precision, THREADS)
-    features = np.random.default_rng(0).standard_normal((1, model.frames, 80)).astype(np.float32) * 0.3
+    features = np.random.default_rng(0).standard_normal((1, WINDOW_FRAMES, 80)).astype(np.float32) * 0.3
     encoded = model.encode(features)
 
     def timed(run, repeats: int) -> float:
@@ -142,7 +150,8 @@ def main() -> None:
     for system, (graphs, precision) in systems.items():
         encoder_ms, step_ms = speed(graphs, precision)
         suffix = INT8_SUFFIX if precision == "int8" else ".onnx"
-        size = sum((graphs / Path(n).with_suffix(suffix).name).stat().st_size for n in (ENCODER_FILE, DECODER_FILE))
+        size = sum((graphs / f"{Path(n).with_suffix(suffix).name}{weights}").stat().st_size
+                   for n in (ENCODER_FILE, DECODER_FILE) for weights in ("", WEIGHTS_SUFFIX))
         results[system] = {"encoder_ms": encoder_ms, "step_ms": step_ms, "megabytes": size / 1e6,
                            "sets": decode(OnnxRecognizer(folder, precision, THREADS, graphs), manifests)}
         print(f"{system}: done", file=sys.stderr, flush=True)
