@@ -2,8 +2,9 @@
 
 The model decodes an utterance whole, so an hour of audio is cut by voice activity detection
 into segments of at most `VadConfig.max_segment_seconds`, which are decoded `batch_size` at a
-time while the rest is still being read. Memory holds one block being read, the segment the
-detector has not yet closed and the segments of one batch, whatever the recording's length. A
+time, on a thread of their own, while the rest is still being read and cut. Memory holds one block
+being read, the segment the detector has not yet closed, the segments of the batch being decoded and
+of the one filling, whatever the recording's length. A
 recording no longer than one segment is decoded whole, exactly as `Recognizer.transcribe` decodes it.
 
 A model that pads every input to a fixed window (Whisper's 30 s) spends as much on a one-word
@@ -16,6 +17,7 @@ back to the recording's, and its text is cut between the same words.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
@@ -97,39 +99,53 @@ def transcribe_long(
     segments: list[Segment] = []
     word_count = _word_counter(recognizer)
 
-    def decode(batch: list[_Window]) -> None:
+    def decode_now(batch: list[_Window]) -> None:
         results = recognizer.transcribe_batch([w.audio() for w in batch], options, config.batch_size, **overrides)
         for packed, result in zip(batch, results):
             segments.extend(packed.segments(result.text, result.words, rate, word_count))
 
-    spans: list[Span] = []
-    for block in read_blocks(source, rate, config.block_seconds):
-        window.append(block)
+    # A batch decodes on a thread of its own while this one reads on and runs the voice activity
+    # detector: both runtimes let go of the GIL as they compute, and the detector's many small steps
+    # fill time in which the decoder leaves a core idle. One batch at a time is in flight (memory stays
+    # bounded), and batches finish in order.
+    in_flight: list[Future] = []
+
+    def decode(batch: list[_Window]) -> None:
+        while in_flight:
+            in_flight.pop().result()
+        in_flight.append(decoder.submit(decode_now, batch))
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr-decode") as decoder:
+        spans: list[Span] = []
+        for block in read_blocks(source, rate, config.block_seconds):
+            window.append(block)
+            if detector is not None:
+                spans += detector.feed(block)
+            elif window.end > whole_limit:  # nothing has been let go of yet: the window holds it all
+                detector = VoiceActivityDetector(rate, vad)
+                spans += detector.feed(window.take(Span(0, window.end)))
+            if window.end > whole_limit:  # too long to decode whole: decode segment by segment
+                for span in spans:
+                    packer.add(span, window.take(span))
+                spans = []
+                window.forget_before(detector.settled)
+                while len(packer.full) >= config.batch_size:
+                    decode(packer.full[: config.batch_size])
+                    del packer.full[: config.batch_size]
+            if on_progress:
+                on_progress(window.end / rate)
         if detector is not None:
-            spans += detector.feed(block)
-        elif window.end > whole_limit:  # nothing has been let go of yet: the window holds it all
-            detector = VoiceActivityDetector(rate, vad)
-            spans += detector.feed(window.take(Span(0, window.end)))
-        if window.end > whole_limit:  # too long to decode whole: decode segment by segment
+            spans += detector.finish()
+        if window.end <= whole_limit:
+            packer.add(Span(0, window.end), window.take(Span(0, window.end)))
+        else:
             for span in spans:
                 packer.add(span, window.take(span))
-            spans = []
-            window.forget_before(detector.settled)
-            while len(packer.full) >= config.batch_size:
-                decode(packer.full[: config.batch_size])
-                del packer.full[: config.batch_size]
-        if on_progress:
-            on_progress(window.end / rate)
-    if detector is not None:
-        spans += detector.finish()
-    if window.end <= whole_limit:
-        packer.add(Span(0, window.end), window.take(Span(0, window.end)))
-    else:
-        for span in spans:
-            packer.add(span, window.take(span))
-    packer.close()
-    for start in range(0, len(packer.full), config.batch_size):
-        decode(packer.full[start : start + config.batch_size])
+        packer.close()
+        for start in range(0, len(packer.full), config.batch_size):
+            decode(packer.full[start : start + config.batch_size])
+        while in_flight:
+            in_flight.pop().result()
     return Transcript(str(source), window.end / rate, segments, time.perf_counter() - began)
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import jiwer
@@ -100,3 +101,25 @@ def test_packed_segments_decode_in_fewer_windows_and_lose_nothing(recognizer, se
     packed_wer, apart_wer = (jiwer.wer(reference, normalize(t.text)) for t in (packed, apart))
     assert packed_wer <= apart_wer + 0.03, (packed_wer, apart_wer)
     assert packed_wer < 0.2, packed.text
+
+
+@pytest.mark.slow
+def test_the_recording_is_read_and_cut_on_while_a_batch_decodes(recognizer, sentences, monkeypatch):
+    path, texts = sentences
+    batch = recognizer.transcribe_batch
+    decoding = threading.Event()
+    seen_while_decoding: list[bool] = []  # at each block read: was a batch decoding meanwhile?
+
+    def marking(audios, *args, **kwargs):
+        decoding.set()
+        try:
+            return batch(audios, *args, **kwargs)
+        finally:
+            decoding.clear()
+
+    monkeypatch.setattr(recognizer, "transcribe_batch", marking)
+    config = LongformConfig(batch_size=1, block_seconds=1.0)
+    transcript = transcribe_long(recognizer, path, config=config,
+                                 on_progress=lambda seconds: seen_while_decoding.append(decoding.is_set()))
+    assert any(seen_while_decoding) and not all(seen_while_decoding)
+    assert jiwer.wer(normalize(" ".join(texts)), normalize(transcript.text)) < 0.2  # nothing lost or reordered
