@@ -104,10 +104,11 @@ def transcribe_long(
         for packed, result in zip(batch, results):
             segments.extend(packed.segments(result.text, result.words, rate, word_count))
 
-    # A batch decodes on a thread of its own while this one reads on and runs the voice activity
-    # detector: both runtimes let go of the GIL as they compute, and the detector's many small steps
-    # fill time in which the decoder leaves a core idle. One batch at a time is in flight (memory stays
-    # bounded), and batches finish in order.
+    # While there is more to read, a batch decodes on a thread of its own and this one reads on and
+    # runs the voice activity detector: both runtimes let go of the GIL as they compute, and the
+    # detector's many small steps fill time in which the decoder leaves a core idle. One batch at a
+    # time is in flight (memory stays bounded), and batches finish in order. A recording decoded
+    # whole starts no thread.
     in_flight: list[Future] = []
 
     def decode(batch: list[_Window]) -> None:
@@ -142,10 +143,10 @@ def transcribe_long(
             for span in spans:
                 packer.add(span, window.take(span))
         packer.close()
-        for start in range(0, len(packer.full), config.batch_size):
-            decode(packer.full[start : start + config.batch_size])
         while in_flight:
             in_flight.pop().result()
+        for start in range(0, len(packer.full), config.batch_size):  # nothing left to read: decoded here
+            decode_now(packer.full[start : start + config.batch_size])
     return Transcript(str(source), window.end / rate, segments, time.perf_counter() - began)
 
 
