@@ -109,11 +109,14 @@ def transcribe_long(
     # detector's many small steps fill time in which the decoder leaves a core idle. One batch at a
     # time is in flight (memory stays bounded), and batches finish in order. A recording decoded
     # whole starts no thread.
-    in_flight: list[Future] = []
+    in_flight: list[Future] = []  # the batch decoding, if any
 
-    def decode(batch: list[_Window]) -> None:
+    def finish_decoding() -> None:
         while in_flight:
             in_flight.pop().result()
+
+    def decode(batch: list[_Window]) -> None:
+        finish_decoding()
         in_flight.append(decoder.submit(decode_now, batch))
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr-decode") as decoder:
@@ -143,8 +146,7 @@ def transcribe_long(
             for span in spans:
                 packer.add(span, window.take(span))
         packer.close()
-        while in_flight:
-            in_flight.pop().result()
+        finish_decoding()
         for start in range(0, len(packer.full), config.batch_size):  # nothing left to read: decoded here
             decode_now(packer.full[start : start + config.batch_size])
     return Transcript(str(source), window.end / rate, segments, time.perf_counter() - began)

@@ -64,7 +64,7 @@ class _FusedAttention(torch.autograd.Function):
     """Unmasked attention of (B, T, d) queries over (B, S, d) keys and values, exported as ONNX
     Runtime's MultiHeadAttention (com.microsoft), whose CPU kernel works through the keys in blocks
     (flash attention): a 30 s window's (heads, 1500, 1500) scores are never held whole, which saves
-    a quarter of the encoder's time and most of its memory. Traced, it computes what `attend` does."""
+    8 % of the encoder's time and most of its working memory. Traced, it computes what `attend` does."""
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, num_heads: int) -> Tensor:  # noqa: ARG004

@@ -34,8 +34,8 @@ from torch import Tensor, nn
 from asr.errors import ConfigError
 from asr.model.asr_model import ASRModel
 from asr.model_folder import write_atomic
-from asr.runtime.onnx_model import (DECODER_FILE, ENCODER_FILE, FRONTEND_FILE, INT8_SUFFIX, WEIGHTS_SUFFIX,
-                                    cross_input_names)
+from asr.runtime.onnx_model import (DECODER_FILE, ENCODER_FILE, FRONTEND_FILE, INT8_SUFFIX, cross_input_names,
+                                    weights_file)
 
 OPSET = 17
 
@@ -104,8 +104,8 @@ def _onnx_bytes(module: nn.Module, args: tuple, names: list[str], outputs: list[
 @torch.no_grad()
 def export_onnx(model: ASRModel, out: str | Path, frames: int = 3000, quantize: bool = True) -> list[Path]:
     """Writes encoder.onnx, decoder.onnx (each with its weights beside it) and frontend.npz into
-    `out` (and, with `quantize`, int8 copies of both graphs); returns the paths written. `frames`: the encoder input the model is
-    decoded with (Whisper's 30 s)."""
+    `out` (and, with `quantize`, int8 copies of both graphs); returns the paths written. `frames`:
+    the encoder input the model is decoded with (Whisper's 30 s)."""
     model = model.eval()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -140,12 +140,12 @@ def export_onnx(model: ASRModel, out: str | Path, frames: int = 3000, quantize: 
 
 
 def save_graph(graph, path: Path) -> list[Path]:
-    """Writes an onnx.ModelProto as `path` and its weights beside it (WEIGHTS_SUFFIX); returns both
+    """Writes an onnx.ModelProto as `path` and its weights beside it (`weights_file`); returns both
     paths. Each is written under a temporary name and then renamed, the weights first: the graph
     that names them appears whole, after them."""
     import onnx
 
-    weights = path.with_name(path.name + WEIGHTS_SUFFIX)
+    weights = weights_file(path)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as staging:
         onnx.save_model(graph, os.path.join(staging, path.name), save_as_external_data=True,
                         all_tensors_to_one_file=True, location=weights.name)

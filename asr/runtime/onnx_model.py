@@ -31,6 +31,11 @@ PRECISIONS = ("fp32", "int8")
 GRAPHS_VERSION = 9
 
 
+def weights_file(graph: Path) -> Path:
+    """The file beside `graph` that holds its weights."""
+    return graph.with_name(graph.name + WEIGHTS_SUFFIX)
+
+
 def cross_input_names(layers: int) -> list[str]:
     """The decoder graph's inputs for each layer's cross-attention keys and values, in order."""
     return [f"cross_{kind}_{i}" for i in range(layers) for kind in ("k", "v")]
@@ -52,7 +57,7 @@ class OnnxModel:
         folder = Path(folder)
         suffix = INT8_SUFFIX if precision == "int8" else ".onnx"
         paths = [folder / Path(name).with_suffix(suffix).name for name in (ENCODER_FILE, DECODER_FILE)]
-        files = [f for p in paths for f in (p, p.with_name(p.name + WEIGHTS_SUFFIX))] + [folder / FRONTEND_FILE]
+        files = [f for p in paths for f in (p, weights_file(p))] + [folder / FRONTEND_FILE]
         missing = [p.name for p in files if not p.is_file()]
         if missing:
             raise CheckpointError(f"{folder}: no exported model for {precision} (missing {', '.join(missing)}); "

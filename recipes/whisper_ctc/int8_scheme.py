@@ -37,7 +37,7 @@ from asr.data.manifest import read_manifest
 from asr.evaluate import cpu_model, git_revision
 from asr.model_folder import DEFAULT_MODEL, resolve_model
 from asr.runtime.export import quantize_graph, save_graph
-from asr.runtime.onnx_model import DECODER_FILE, ENCODER_FILE, FRONTEND_FILE, INT8_SUFFIX, WEIGHTS_SUFFIX, OnnxModel
+from asr.runtime.onnx_model import DECODER_FILE, ENCODER_FILE, FRONTEND_FILE, INT8_SUFFIX, OnnxModel, weights_file
 from asr.runtime.recognizer import OnnxRecognizer, cached_graphs, load_onnx
 from asr.scoring import score_utterance
 from asr.text import normalize
@@ -88,7 +88,7 @@ def build(scheme: str, float32: Path, out: Path) -> Path:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     for name in (ENCODER_FILE, DECODER_FILE):
-        for graph_file in (name, name + WEIGHTS_SUFFIX):
+        for graph_file in (Path(name), weights_file(Path(name))):
             (folder / graph_file).unlink(missing_ok=True)
             (folder / graph_file).symlink_to((float32 / graph_file).resolve())
         SCHEMES[scheme](float32 / name, folder / Path(name).with_suffix(INT8_SUFFIX).name)
@@ -150,8 +150,8 @@ def main() -> None:
     for system, (graphs, precision) in systems.items():
         encoder_ms, step_ms = speed(graphs, precision)
         suffix = INT8_SUFFIX if precision == "int8" else ".onnx"
-        size = sum((graphs / f"{Path(n).with_suffix(suffix).name}{weights}").stat().st_size
-                   for n in (ENCODER_FILE, DECODER_FILE) for weights in ("", WEIGHTS_SUFFIX))
+        graph_files = [graphs / Path(n).with_suffix(suffix).name for n in (ENCODER_FILE, DECODER_FILE)]
+        size = sum(f.stat().st_size for graph in graph_files for f in (graph, weights_file(graph)))
         results[system] = {"encoder_ms": encoder_ms, "step_ms": step_ms, "megabytes": size / 1e6,
                            "sets": decode(OnnxRecognizer(folder, precision, THREADS, graphs), manifests)}
         print(f"{system}: done", file=sys.stderr, flush=True)
