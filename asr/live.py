@@ -7,10 +7,13 @@ a shorter window): a partial result. When the detector closes the utterance, at 
 decoded once more with the model's full settings: the final result.
 
 Words that three partials in a row agree on, from the start, are committed (local agreement, as in
-Whisper-Streaming): they are shown as stable, and every later decode of the utterance, its final
-included, continues them as a forced prefix, so they never change. A word is thus final about two
-partials after it has been heard, not only at the pause that ends its utterance. What this costs
-against offline decoding, which sees the whole utterance at once, benchmarks/live_latency.py measures.
+Whisper-Streaming): they are shown as stable, and every later partial of the utterance continues
+them as a forced prefix, so they stay as shown until the final. The final decodes the utterance
+anew, as offline decoding would, and replaces them where the whole utterance reads otherwise: a
+decoder forced to continue words chosen from the first second or two of an utterance cannot take
+them back when what follows shows them wrong, and on development speakers those forced finals had
+2.5 times as many texts differing from offline decoding (33 of 100 against 13). How often a stable
+word is revised, and how soon words reach the form they keep, benchmarks/live_latency.py measures.
 
 Partials are decoded at fixed points of the stream, whatever the chunks, and the detector's cuts do
 not depend on chunking either: chunks of any size give the same partials and the same finals.
@@ -58,11 +61,11 @@ class LiveConfig:
     # 1.57 s (median), the same CPU per second of audio, and streaming WER within 5 errors of 704.
     partial_every_seconds: float = 0.4
     partial_shortest_seconds: float = 0.3  # but not before it is this long (pre-roll included)
-    # The partial search's beam (finals use the model's settings). Committed words come from partials,
-    # and greedy ones committed words the final's beam would not have chosen: on 100 development
-    # utterances (recipes/whisper_ctc/dev_noise.py, clean) streaming finals had 285 errors with a beam
-    # of 1 and 277 with 5, against 277 with no commits and 268 offline. A partial of 4 s then takes
-    # 0.15 s instead of 0.10 s on 2 cores.
+    # The partial search's beam (finals use the model's settings). Stable words come from partials,
+    # and greedy ones agreed on words the final's beam would not have chosen: on 100 development
+    # utterances (recipes/whisper_ctc/dev_noise.py, clean), when finals still continued the committed
+    # words, they had 285 errors with a beam of 1 and 277 with 5, against 268 offline. A partial of
+    # 4 s then takes 0.15 s instead of 0.10 s on 2 cores.
     partial_beam_size: int = 5
     # A model that reads a fixed window (Whisper's 30 s) reads a partial up to this long padded to
     # this instead: a third of the encoder's work, and in our measurements the same words
@@ -75,15 +78,16 @@ class LiveConfig:
     # decoding one utterance is bound by reading the decoder's weights, and int8 reads a quarter of
     # the bytes, which makes a partial about three times cheaper. Finals use the model as loaded.
     partial_quantize: Optional[str] = "int8"
-    # Commit the words that `commit_after` partials in a row agree on (local agreement): they show as stable
-    # and never change, since every later partial and the final decode continue them (a forced
-    # prefix). Otherwise, and for models not decoded in mode "attention", stable words are the agreed
-    # ones but the final may still change them.
+    # Commit the words that `commit_after` partials in a row agree on (local agreement): they show as
+    # stable, and every later partial continues them (a forced prefix), so they stay until the final,
+    # which decodes the utterance anew (see the module's notes). Otherwise, and for models not
+    # decoded in mode "attention", stable words are the agreed ones, and a later partial may differ.
     commit: bool = True
     # Partials in a row that must agree on a word before it is committed. With two, words that two
-    # greedy partials got wrong alike were kept, and the finals had 21-54 % more errors than
-    # offline decoding on clean unseen speech (benchmarks/live_latency.py at 7df4fbe); a third
-    # partial's say costs half a second. benchmarks/runs/live/RESULTS.md measures this setting.
+    # greedy partials got wrong alike were kept (and, when finals still continued them, the finals
+    # had 21-54 % more errors than offline decoding on clean unseen speech: benchmarks/live_latency.py
+    # at 7df4fbe); a third partial's say costs half a second. benchmarks/runs/live/RESULTS.md
+    # measures this setting: how soon words are stable, and how often the final revises them.
     commit_after: int = 3
     # A final is decoded after up to this much of the stream before its utterance, the earlier
     # utterances' words forced as a prefix (see the module's notes); 0: each utterance alone. The
@@ -122,7 +126,7 @@ class Partial:
     """What the utterance still going on says so far; replaced by the next partial or its final."""
 
     text: str
-    stable: str  # a prefix of `text`: committed words, which the final keeps (see LiveConfig.commit)
+    stable: str  # a prefix of `text`: committed words, which later partials keep (see LiveConfig.commit)
     start: float  # seconds from the start of the stream
     end: float  # the audio heard when it was decoded
 
@@ -226,7 +230,8 @@ class LiveRecognizer:
             samples = self._resampler.feed(samples)
         events: list[Event] = []
         # Partials are decoded at fixed points of the stream, every partial_every_seconds, whatever
-        # the chunks: so the committed words, and with them the finals, do not depend on chunking.
+        # the chunks: so the committed words do not depend on chunking, nor does whether a final is
+        # decoded after context (once a partial has heard words).
         while len(samples):
             piece = self._partial_every - self._audio.end % self._partial_every
             events += self._take(samples[:piece])
@@ -264,12 +269,13 @@ class LiveRecognizer:
     def _final(self, span: Span) -> Final:
         # Context only once a partial has heard words: a prefix turns the no-speech gate off, and an
         # utterance that may be noise alone must meet the gate on its own.
-        context = self._context_for(span) if self._heard_words else []  # committed words were heard too
+        context = self._context_for(span) if self._heard_words else []
         own_start = self._lead_start(span.start, span.end)
         start = context[0][0] if context else own_start
         self._last_end = span.end
         earlier = tuple(token for _, tokens in context for token in tokens)
-        options = dataclasses.replace(self.final_options, prefix=earlier + self._committed)
+        # The utterance's committed words are not forced: the final hears all of it (module notes).
+        options = dataclasses.replace(self.final_options, prefix=earlier)
         self._committed = ()
         self._heard_words = False
         self._recent.clear()

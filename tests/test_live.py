@@ -76,7 +76,8 @@ def test_partials_fill_in_while_the_sentence_is_spoken(recognizer, talk):
     spoken_until = (RATE // 2 + len(clips[0])) / RATE
     assert len([p for p in partials if p.end < spoken_until]) >= 4  # every 0.5 s while speaking
     assert all(p.text.startswith(p.stable) for p in partials)
-    # Committed words never change: each partial's stable text extends the one before, and the final keeps it.
+    # Committed words stay: each partial's stable text extends the one before. The final decodes the
+    # sentence anew; on this clean one it keeps them.
     assert all(b.stable.startswith(a.stable) for a, b in zip(partials, partials[1:]))
     assert finals[0].text.startswith(partials[-1].stable) and partials[-1].stable
     assert [p.end for p in partials] == sorted(p.end for p in partials)
@@ -85,6 +86,32 @@ def test_partials_fill_in_while_the_sentence_is_spoken(recognizer, talk):
     assert len(bare(partials[0].text).split()) < len(final_words) / 2
     last = bare(partials[-1].text).split()
     assert len(set(last) & set(final_words)) >= 0.8 * len(final_words)
+
+
+class PartialsOfOtherAudio:
+    """The recognizer, but every partial decodes the same stretch of another recording: partials
+    that agree, and commit, on words that the stream's own audio does not hold."""
+
+    def __init__(self, recognizer, other: np.ndarray):
+        self.recognizer, self.other = recognizer, other
+
+    def transcribe(self, audio, options):
+        return self.recognizer.transcribe(self.other[: len(audio)], options)
+
+
+def test_the_final_decodes_its_utterance_anew_whatever_the_partials_committed(recognizer, talk):
+    """Committed words are the partials' reading of the first second or two; the final hears the
+    whole utterance, and gives what offline decoding of its audio gives, not their continuation."""
+    _, clips = talk
+    samples = np.concatenate([np.zeros(RATE // 2, np.float32), clips[0], np.zeros(RATE, np.float32)])
+    live = LiveRecognizer(recognizer)
+    other = np.concatenate([np.zeros(RATE // 2, np.float32), clips[1]])
+    live._partial_recognizer = PartialsOfOtherAudio(live._partial_recognizer, other)
+    events = run(live, samples, RATE // 10)
+    stable = [e.stable for e in events if isinstance(e, Partial) and e.stable]
+    (final,) = [e for e in events if isinstance(e, Final)]
+    assert stable and not bare(final.text).startswith(bare(stable[-1]))  # the other sentence's words, committed
+    assert bare(final.text) == bare(recognizer.transcribe(final.audio).text) == bare(recognizer.transcribe(clips[0]).text)
 
 
 def test_a_word_is_stable_only_once_another_has_begun_after_it(recognizer, talk):
