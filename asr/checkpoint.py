@@ -22,8 +22,9 @@ import yaml
 from asr.config import to_dict
 from asr.errors import CheckpointError
 from asr.model.asr_model import ASRModel
+from asr.atomic import write_atomic
 from asr.model_folder import (CTC_TOKENIZER_DIR, FORMAT_VERSION, META_FILE, WEIGHTS_FILE, read_description, sha256_of,
-                              with_checksum, write_atomic)
+                              with_checksum)
 from asr.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)

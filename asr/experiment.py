@@ -27,7 +27,8 @@ from asr.config import InitConfig, TrainConfig, from_dict
 from asr.features import SpecAugment
 from asr.data.manifest import Utterance
 from asr.errors import AudioError, CheckpointError, ConfigError
-from asr.model_folder import load_ctc_tokenizer, write_atomic
+from asr.atomic import write_atomic
+from asr.model_folder import load_ctc_tokenizer
 from asr.features import build_frontend
 from asr.model.asr_model import ASRModel
 from asr.tokenizer import Tokenizer, load_tokenizer, train_tokenizer

@@ -1,15 +1,12 @@
 """Transcripts as the files people use: text, JSON (lines), SRT and WebVTT subtitles, TSV.
 
-Every writer renders a whole document to a string (a transcript is small next to its audio);
-`AtomicFile` and `write_atomic` put it on disk under a temporary name and rename it into place,
-so a reader never sees half a file, even if the program is killed while writing.
+Every writer renders a whole document to a string (a transcript is small next to its audio), which
+asr.atomic puts on disk whole or not at all.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Optional, TextIO
@@ -129,38 +126,3 @@ def _clock(seconds: float, decimal: str) -> str:
 def _vtt_escape(text: str) -> str:
     # WebVTT cue text is markup: "<" and "&" start tags and entities, and it must not hold "-->".
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-class AtomicFile:
-    """A text file written under a temporary name beside `path` and renamed to it on success.
-
-    On an exception (or Ctrl-C) the temporary file is removed and `path` is left as it was.
-    """
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._temporary = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
-        self._file: Optional[TextIO] = None
-
-    def __enter__(self) -> TextIO:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self._temporary, "x", encoding="utf-8", newline="")
-        return self._file
-
-    def __exit__(self, kind, value, traceback) -> None:
-        assert self._file is not None
-        try:
-            if kind is None:
-                self._file.flush()
-                os.fsync(self._file.fileno())
-            self._file.close()
-            if kind is None:
-                os.replace(self._temporary, self.path)
-        finally:
-            if self._temporary.exists():
-                self._temporary.unlink()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    with AtomicFile(path) as f:
-        f.write(text)

@@ -9,7 +9,6 @@ tokenizer files, a CTC tokenizer in ctc/ when the CTC head has its own vocabular
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import yaml
@@ -32,15 +31,6 @@ YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 def resolve_model(name_or_path: str | Path) -> Path:

@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from asr.decoding.options import DecodingOptions
 from asr.errors import AudioError, ConfigError
-from asr.formats import PER_INPUT_FORMATS, AtomicFile, SubtitleOptions, render, write_atomic
+from asr.atomic import AtomicFile, write_atomic
+from asr.formats import PER_INPUT_FORMATS, SubtitleOptions, render
 from asr.longform import LongformConfig, Transcript, longest_whole, transcribe_long, transcribe_short
 from asr.stream import STDIN, audio_extensions, probe_duration
 

@@ -28,7 +28,8 @@ from asr.cli import build_parser, choose_runtime, main as cli_main
 from asr.data.augment import active_speech_power, mix_at_snr
 from asr.decoding.result import Word
 from asr.errors import AudioError, ConfigError, VadModelError
-from asr.formats import FORMATS, AtomicFile, SubtitleOptions, render, subtitle_cues, transcript_dict
+from asr.atomic import AtomicFile, write_atomic
+from asr.formats import FORMATS, SubtitleOptions, render, subtitle_cues, transcript_dict
 from asr.longform import LongformConfig, Segment, Transcript, transcribe_long
 from asr.stream import read_blocks
 from asr.transcribe import Input, OutputConfig, check_outputs, find_inputs
@@ -489,6 +490,14 @@ def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path):
             f.write("half a subtit")
             raise KeyboardInterrupt
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["out.srt"]
+
+
+def test_bytes_and_text_are_written_whole_over_the_old_file(tmp_path):
+    target = tmp_path / "model" / "frontend.npz"
+    write_atomic(target, b"\x00\xff")
+    assert target.read_bytes() == b"\x00\xff"
+    write_atomic(target, "caf\u00e9\r\n")  # UTF-8, newlines as given
+    assert target.read_bytes() == "caf\u00e9\r\n".encode() and os.listdir(target.parent) == ["frontend.npz"]
 
 
 def test_outputs_are_checked_before_any_work(tmp_path):

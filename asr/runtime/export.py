@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from asr.errors import ConfigError
 from asr.model.asr_model import ASRModel
-from asr.model_folder import write_atomic
+from asr.atomic import write_atomic
 from asr.runtime.onnx_model import (DECODER_FILE, ENCODER_FILE, FRONTEND_FILE, INT8_SUFFIX, cross_input_names,
                                     weights_file)
 
