@@ -280,13 +280,13 @@ def run_transcribe(args: argparse.Namespace) -> int:
 
 def choose_runtime(args: argparse.Namespace) -> str:
     """`asr transcribe --runtime auto`: "onnx" where ONNX Runtime does what was asked (asr.runtime:
-    attention decoding of a Whisper-shaped model on the CPU, no --stream), else "torch". A model
+    attention decoding of a Whisper-shaped model on the CPU, no enrolled voice), else "torch". A model
     that cannot be read goes to torch, whose loading names the problem."""
     from asr.model_folder import DEFAULT_MODEL, read_meta, resolve_model
 
     if args.runtime != "auto":
         return args.runtime
-    if args.stream or getattr(args, "enroll", None) or args.device != "cpu" or importlib.util.find_spec("onnxruntime") is None:
+    if getattr(args, "enroll", None) or args.device != "cpu" or importlib.util.find_spec("onnxruntime") is None:
         return "torch"
     try:
         meta = read_meta(resolve_model(args.model or DEFAULT_MODEL))
@@ -313,8 +313,6 @@ def _run_live(args: argparse.Namespace, model: str, fmt: str, vad: "VadConfig", 
     from asr.errors import AudioError
     from asr.live import LiveConfig
     from asr.live_transcribe import LIVE_FORMATS, stream_transcribe
-    from asr.recognizer import load_model
-    from asr.transcribe import resolve_device
     from asr.vad import silero_model
 
     if len(args.inputs) != 1:
@@ -323,13 +321,17 @@ def _run_live(args: argparse.Namespace, model: str, fmt: str, vad: "VadConfig", 
         raise ConfigError("--stream prints to standard output: leave out --output-dir and --output")
     if fmt not in LIVE_FORMATS:
         raise ConfigError(f"--stream prints {' or '.join(LIVE_FORMATS)}, not {fmt}")
-    if args.runtime != "torch":
-        raise ConfigError("--stream runs on --runtime torch only, for now")
-    _set_threads(args.threads)
     silero_model()
-    recognizer = load_model(model, resolve_device(args.device), quantize=args.quantize)
-    if args.enroll:
-        overrides["speaker"] = recognizer.enroll(args.enroll)
+    if args.runtime == "onnx":
+        recognizer = _load_onnx(args, model)
+    else:
+        from asr.recognizer import load_model
+        from asr.transcribe import resolve_device
+
+        _set_threads(args.threads)
+        recognizer = load_model(model, resolve_device(args.device), quantize=args.quantize)
+        if args.enroll:
+            overrides["speaker"] = recognizer.enroll(args.enroll)
     try:
         stream_transcribe(recognizer, args.inputs[0], fmt, LiveConfig(vad=vad), raw_rate=args.raw_rate, **overrides)
     except AudioError as err:

@@ -34,7 +34,7 @@ import dataclasses
 import re
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -48,6 +48,7 @@ from asr.vad import Span, VadConfig, VoiceActivityDetector
 
 if TYPE_CHECKING:
     from asr.recognizer import Recognizer
+    from asr.runtime.recognizer import OnnxRecognizer
 
 # Held audio before the detector's settled point is dropped in steps of this much, not at every chunk.
 FORGET_STEP_SECONDS = 1.0
@@ -170,12 +171,14 @@ class LiveRecognizer:
         for event in live.finish():           # the end of the stream closes the last utterance
             print(event)
 
+    `recognizer` runs on PyTorch (asr.load_model: attention weights, an enrolled voice) or on ONNX
+    Runtime (asr.runtime.recognizer.load_onnx: a third faster per final, no torch imported).
     `options` and `overrides` set the final decoding as for `Recognizer.transcribe` (for example
     return_attention=True); partials use the same settings with a beam of `partial_beam_size`.
     `sample_rate` is the rate of the fed samples: anything other than the model's is resampled.
     """
 
-    def __init__(self, recognizer: Recognizer, config: LiveConfig = LiveConfig(),
+    def __init__(self, recognizer: Union[Recognizer, OnnxRecognizer], config: LiveConfig = LiveConfig(),
                  options: Optional[DecodingOptions] = None, sample_rate: Optional[int] = None, **overrides):
         self.recognizer = recognizer
         self._partial_recognizer = recognizer.quantized(config.partial_quantize) if config.partial_quantize else recognizer
@@ -191,7 +194,7 @@ class LiveRecognizer:
         self._detector = VoiceActivityDetector(self.rate, config.vad)
         self._audio = AudioWindow()
         self._partial_every = round(config.partial_every_seconds * self.rate)
-        hop = recognizer.model.config.frontend.hop_length
+        hop = recognizer.frontend.hop_length
         short_window = min(round(config.partial_window_seconds * self.rate / hop), self.final_options.pad_to_frames)
         self._short_partial_samples = short_window * hop  # partials shorter than this read the short window
         self._short_partial_options = dataclasses.replace(self.partial_options, pad_to_frames=short_window,
@@ -208,6 +211,7 @@ class LiveRecognizer:
         self._longest_final = self.final_options.pad_to_frames * hop or None  # samples a final may decode
         self._lead = round(config.lead_seconds * self.rate)
         self._last_end = 0  # where the last utterance closed ended: no decode of a later one reads before it
+        self._ahead: Optional[tuple[_FinalRequest, np.ndarray, Result]] = None  # a final decoded ahead: _decode_ahead
         self._finished = False
 
     @property
@@ -255,6 +259,7 @@ class LiveRecognizer:
         if last:
             spans += self._detector.finish()
         finals = [self._final(span) for span in spans]
+        self._decode_ahead()
         settled = self._detector.settled
         oldest = settled - round(self.config.final_context_seconds * self.rate)
         while self._context and self._context[0][0] < oldest:
@@ -266,21 +271,45 @@ class LiveRecognizer:
             self._audio.forget_before(keep)
         return finals
 
-    def _final(self, span: Span) -> Final:
+    def _final_request(self, span: Span) -> _FinalRequest:
+        """What a final of `span` decodes, were the detector to close it now."""
         # Context only once a partial has heard words: a prefix turns the no-speech gate off, and an
         # utterance that may be noise alone must meet the gate on its own.
         context = self._context_for(span) if self._heard_words else []
         own_start = self._lead_start(span.start, span.end)
         start = context[0][0] if context else own_start
-        self._last_end = span.end
-        earlier = tuple(token for _, tokens in context for token in tokens)
         # The utterance's committed words are not forced: the final hears all of it (module notes).
-        options = dataclasses.replace(self.final_options, prefix=earlier)
+        return _FinalRequest(Span(start, span.end), own_start, tuple(token for _, tokens in context for token in tokens))
+
+    def _decode_final(self, request: _FinalRequest) -> tuple[np.ndarray, Result]:
+        audio = self._audio.take(request.audio)
+        return audio, self.recognizer.transcribe(audio, dataclasses.replace(self.final_options, prefix=request.earlier))
+
+    def _decode_ahead(self) -> None:
+        """Decodes the final of the open utterance as soon as the detector knows where it will end
+        if the pause goes on (VoiceActivityDetector.pending), so that it is ready when the detector
+        is sure: the last words' final then comes up to a decode's time sooner. If speech resumes,
+        the decode was for nothing."""
+        pending = self._detector.pending
+        if pending is None:
+            self._ahead = None
+            return
+        request = self._final_request(pending)
+        if self._ahead is None or self._ahead[0] != request:
+            self._ahead = (request, *self._decode_final(request))
+
+    def _final(self, span: Span) -> Final:
+        request = self._final_request(span)
+        if self._ahead is not None and self._ahead[0] == request:
+            _, audio, result = self._ahead
+        else:
+            audio, result = self._decode_final(request)
+        self._ahead = None
+        start, own_start, earlier = request.audio.start, request.own_start, request.earlier
+        self._last_end = span.end
         self._committed = ()
         self._heard_words = False
         self._recent.clear()
-        audio = self._audio.take(Span(start, span.end))
-        result = self.recognizer.transcribe(audio, options)
         own = result.tokens[len(earlier):]
         text = self.recognizer.tokenizer.decode(own).strip()
         if text and self._uses_context:
@@ -316,6 +345,8 @@ class LiveRecognizer:
         start = self._detector.open_start
         if start is None or self._audio.end - start < self._partial_shortest:
             return []
+        if self._ahead is not None:  # in a pause whose final is decoded already: it follows, if the pause goes on
+            return []
         audio = self._audio.take(Span(self._lead_start(start, self._audio.end), self._audio.end))
         options = self._short_partial_options if len(audio) < self._short_partial_samples else self.partial_options
         result = self._partial_recognizer.transcribe(audio, dataclasses.replace(options, prefix=self._committed))
@@ -348,6 +379,14 @@ class LiveRecognizer:
         while end < len(tokens) and len(decode(tokens[: end + 1]).split()) <= words:
             end += 1
         self._committed = tuple(tokens[:end])
+
+
+class _FinalRequest(NamedTuple):
+    """The decode that gives an utterance's final: equal requests give equal finals."""
+
+    audio: Span  # stream samples decoded: the context, the lead, the utterance
+    own_start: int  # where the utterance's own audio (its lead included) begins
+    earlier: tuple[int, ...]  # the context's tokens, forced as a prefix
 
 
 def _agreement(partials: list[list[str]]) -> int:

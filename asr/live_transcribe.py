@@ -12,21 +12,24 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Iterator, Optional, TextIO
+from typing import TYPE_CHECKING, Iterator, Optional, TextIO, Union
 
 import numpy as np
 
 from asr.errors import AudioError
 from asr.live import Event, Final, LiveConfig, LiveRecognizer, event_dict
 from asr.pipe import read_pipe
-from asr.recognizer import Recognizer
 from asr.stream import STDIN, read_blocks
+
+if TYPE_CHECKING:
+    from asr.recognizer import Recognizer
+    from asr.runtime.recognizer import OnnxRecognizer
 
 LIVE_FORMATS = ("txt", "jsonl")
 FILE_BLOCK_SECONDS = 0.1  # a file read as if live: blocks this long
 
 
-def stream_transcribe(recognizer: Recognizer, source: str, fmt: str = "txt", config: LiveConfig = LiveConfig(),
+def stream_transcribe(recognizer: Union[Recognizer, OnnxRecognizer], source: str, fmt: str = "txt", config: LiveConfig = LiveConfig(),
                       out: Optional[TextIO] = None, raw_rate: int = 16000, **overrides) -> None:
     """Prints the events of `source` ("-" or a file) to `out` (standard output) as they happen.
 

@@ -139,6 +139,19 @@ class VoiceActivityDetector:
             return None
         return max(self._end, 0, self._open * self.window - (0 if self._open_at_cut else self.pre_roll))
 
+    @property
+    def pending(self) -> Optional[Span]:
+        """The span the segment being built will be, if no more speech comes before it closes: known
+        once its hangover has been heard, a pause's `min_silence_seconds - hangover_seconds` before
+        the detector is sure of it. A live recognizer decodes it ahead; speech that resumes, or a
+        long segment's cut, makes it a different span."""
+        if self._open is None or self._last_speech == self._windows - 1:
+            return None
+        stop = self._last_speech + 1
+        if stop * self.window + self.hangover > self._samples:
+            return None
+        return self._span(self._open, stop, at_cut=False)
+
     def feed(self, samples: np.ndarray) -> list[Span]:
         """Spans that `samples`, following everything fed before, complete."""
         samples = np.concatenate([self._remainder, np.asarray(samples, np.float32).reshape(-1)])
@@ -207,13 +220,19 @@ class VoiceActivityDetector:
         """Ends the open segment at window `stop`; a span unless it holds too little speech."""
         assert self._open is not None
         begin, self._open = self._open, None
-        if int(self._speeches(begin, stop).sum()) < self.min_speech:
+        span = self._span(begin, stop, at_cut)
+        if span is None:
             return []
-        start = begin * self.window - (0 if self._open_at_cut else self.pre_roll)
-        end = stop * self.window + (0 if at_cut else self.hangover)
-        span = Span(max(start, self._end, 0), min(end, self._samples))
         self._end = span.end
         return [span]
+
+    def _span(self, begin: int, stop: int, at_cut: bool) -> Optional[Span]:
+        """The span of a segment from window `begin` to `stop`, or None if it holds too little speech."""
+        if int(self._speeches(begin, stop).sum()) < self.min_speech:
+            return None
+        start = begin * self.window - (0 if self._open_at_cut else self.pre_roll)
+        end = stop * self.window + (0 if at_cut else self.hangover)
+        return Span(max(start, self._end, 0), min(end, self._samples))
 
     def _probabilities(self, start: int, stop: int) -> np.ndarray:
         return self._probability[start - self._first : stop - self._first]

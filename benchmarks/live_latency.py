@@ -47,10 +47,12 @@ from asr.cli import apply_overrides
 from asr.config import from_dict, to_dict
 from asr.data.manifest import read_manifest
 from asr.live import Final, LiveConfig, LiveRecognizer, Partial
+from asr.runtime.recognizer import load_onnx
 from asr.scoring import score_utterance
 from asr.text import normalize
 
 RATE = 16000
+RUNTIMES = {"onnx": "ONNX Runtime", "torch": "PyTorch"}
 CHUNK_SECONDS = 0.1
 LEAD_SECONDS, TAIL_SECONDS = 0.5, 2.0
 UNSEEN = REPO / "recipes" / "unseen_voices" / "data"
@@ -184,7 +186,8 @@ def accuracy_part(recognizer, manifest: Path, config: LiveConfig) -> dict:
 def markdown(results: dict) -> str:
     lines = ["# Live transcription: latency and accuracy", "",
              f"Command: `{results['command']}`  ", f"{results['machine']}  ",
-             f"Model: {results['model']}; torch threads: {results['threads']}; {results['config']}", ""]
+             f"Model: {results['model']} on {RUNTIMES[results.get('runtime', 'torch')]}; threads: {results['threads']}; "
+             f"{results['config']}", ""]
     if "latency" in results:
         lat = results["latency"]
         lines += ["## Latency (real-time playback, 100 ms chunks)", "",
@@ -226,15 +229,19 @@ def main() -> None:
     parser.add_argument("--live", action="append", default=[], metavar="KEY=VALUE",
                         help="a LiveConfig field other than its default, e.g. --live commit_after=2 or "
                              "--live vad.min_silence_seconds=0.3 (repeatable; choose them on development speakers)")
+    parser.add_argument("--runtime", choices=("onnx", "torch"), default="onnx",
+                        help="onnx: ONNX Runtime, as `asr transcribe --stream` runs by default; torch: PyTorch, as "
+                             "the demo runs (it shows attention weights)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "runs" / "live")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    recognizer = asr.load_model(args.model)
+    recognizer = load_onnx(args.model, "fp32", args.threads) if args.runtime == "onnx" else asr.load_model(args.model)
     config = from_dict(LiveConfig, apply_overrides(to_dict(LiveConfig()), args.live))
     results = {"command": "python " + " ".join(sys.argv), "machine": machine(), "model": args.model,
-               "threads": args.threads, "config": repr(config)}
-    recognizer.transcribe(np.zeros(RATE, np.float32))  # warm-up
+               "runtime": args.runtime, "threads": args.threads, "config": repr(config)}
+    for warm_up in {recognizer, recognizer.quantized(config.partial_quantize) if config.partial_quantize else recognizer}:
+        warm_up.transcribe(np.zeros(RATE, np.float32))
     if args.latency_clips:
         results["latency"] = latency_part(recognizer, args.latency_manifest, args.latency_clips, config)
     results["accuracy"] = [accuracy_part(recognizer, manifest, config) for manifest in args.accuracy]

@@ -4,6 +4,7 @@ import io
 import json
 import os
 import re
+import subprocess
 import sys
 
 import numpy as np
@@ -16,7 +17,7 @@ from asr.cli import main
 from asr.errors import AudioError, ConfigError
 from asr.live import Final, LiveConfig, LiveRecognizer, Partial
 from asr.vad import VadConfig
-from tests.conftest import settled_resident_mb
+from tests.conftest import REPO, settled_resident_mb
 
 RATE = 16000
 CLIPS = ("audio_samples/LJ001-0004.flac", "audio_samples/spk1_snt1.flac")
@@ -114,12 +115,58 @@ def test_the_final_decodes_its_utterance_anew_whatever_the_partials_committed(re
     assert bare(final.text) == bare(recognizer.transcribe(final.audio).text) == bare(recognizer.transcribe(clips[0]).text)
 
 
+class FinalDecodes:
+    """The recognizer, noting how much of the stream had been fed at each decode of a final."""
+
+    def __init__(self, live: LiveRecognizer):
+        self.recognizer, self.live, self.heard_at = live.recognizer, live, []
+        live.recognizer = self
+
+    def transcribe(self, audio, options):
+        self.heard_at.append(self.live.heard)
+        return self.recognizer.transcribe(audio, options)
+
+    def __getattr__(self, name):
+        return getattr(self.recognizer, name)
+
+
+def test_a_final_is_decoded_ahead_once_its_pause_has_outlasted_the_hangover(recognizer, talk):
+    """The final is decoded as soon as the detector knows where the utterance ends if the pause
+    goes on, and given out when it is sure, a pause's min_silence - hangover later; the partials
+    stop in the meantime. A pause within the utterance that ends before then costs a decode, not
+    a word: the final is what offline decoding of the whole sentence gives."""
+    _, clips = talk
+    half = len(clips[1]) // 2
+    for pause in (0.0, 0.35):
+        samples = np.concatenate([np.zeros(RATE // 2, np.float32), clips[1][:half], np.zeros(round(pause * RATE), np.float32),
+                                  clips[1][half:], np.zeros(RATE, np.float32)])
+        live = LiveRecognizer(recognizer)
+        decodes = FinalDecodes(live)
+        events, closed_at = [], None
+        for start in range(0, len(samples), RATE // 100):
+            out = live.feed(samples[start : start + RATE // 100])
+            if any(isinstance(e, Final) for e in out):
+                closed_at = live.heard
+            events += out
+        (final,) = [e for e in events if isinstance(e, Final)]
+        vad = live.config.vad
+        # The decode that gave the final came within a chunk of the span's end, the final at the
+        # detector's certainty, and no partial came between them.
+        assert final.end <= decodes.heard_at[-1] <= final.end + 0.01 + 0.032
+        assert closed_at == pytest.approx(final.end + vad.min_silence_seconds - vad.hangover_seconds, abs=0.045)
+        assert not [e for e in events if isinstance(e, Partial) and e.end > final.end]
+        assert bare(final.text) == bare(recognizer.transcribe(final.audio).text)
+        assert len(decodes.heard_at) == (1 if pause == 0.0 else 2)  # the pause's decode, for nothing
+    assert bare(final.text) == bare(recognizer.transcribe(clips[1]).text)
+
+
 def test_a_word_is_stable_only_once_another_has_begun_after_it(recognizer, talk):
     """Partials heard in a long pause all agree on every word; the last of them stays open all the
     same, since the final may still extend it ("I" -> "I'm")."""
     _, clips = talk
     samples = np.concatenate([np.zeros(RATE // 2, np.float32), clips[1], np.zeros(3 * RATE, np.float32)])
-    config = LiveConfig(vad=VadConfig(min_silence_seconds=2.0))
+    # A hangover as long as the pause: the final is not decoded ahead, which would stop the partials.
+    config = LiveConfig(vad=VadConfig(min_silence_seconds=2.0, hangover_seconds=2.0))
     partials = [e for e in run(LiveRecognizer(recognizer, config), samples, RATE // 10) if isinstance(e, Partial)]
     in_the_pause = [p for p in partials if p.end > (RATE // 2 + len(clips[1])) / RATE + 1.0]
     assert len(in_the_pause) >= 3 and len({p.text for p in in_the_pause}) == 1
@@ -247,6 +294,23 @@ def test_cli_streams_wav_and_raw_pcm_from_standard_input(monkeypatch, capsys, re
     events = [json.loads(line) for line in out.splitlines()]
     assert events[-1]["type"] == "final" and bare(events[-1]["text"]) == offline
     assert events[-1]["words"] and all(w["start"] <= w["end"] for w in events[-1]["words"])
+
+
+def test_streaming_on_onnx_runtime_gives_the_offline_finals_and_the_command_imports_no_torch(recognizer, talk):
+    from asr.runtime.recognizer import load_onnx
+
+    samples, clips = talk
+    events = run(LiveRecognizer(load_onnx(threads=2)), samples, round(0.37 * RATE))
+    finals = [bare(e.text) for e in events if isinstance(e, Final)]
+    assert finals == [bare(recognizer.transcribe(clip).text) for clip in clips]
+    assert len([e for e in events if isinstance(e, Partial)]) >= 8
+    code = ("import sys; from asr.cli import main; code = main(['transcribe', '-', '--stream']); "
+            "print(code, sorted(m for m in ('torch', 'torchaudio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], input=wav_bytes(samples, RATE), capture_output=True, check=True,
+                         cwd=REPO)  # the bundled model's graphs: built above, in the tests' cache
+    lines = out.stdout.decode().strip().splitlines()
+    assert lines[-1] == "0 []"
+    assert [bare(line.split("\t")[3]) for line in lines[:-1] if line.startswith("final")] == finals
 
 
 def test_cli_names_a_stream_it_cannot_read(monkeypatch, capsys):

@@ -531,7 +531,8 @@ def test_the_default_runtime_is_onnx_where_it_can_do_what_was_asked(tiny_model_d
     assert runtime() == "onnx"  # the default model, decoded as it asks (attention)
     assert runtime("--decode", "attention", "--beam", "3", "--quantize", "int8") == "onnx"
     assert runtime("--decode", "rescore") == "torch"  # a search the ONNX path lacks
-    assert runtime("--stream") == runtime("--device", "cuda") == runtime("--enroll", "me.wav") == "torch"
+    assert runtime("--stream") == "onnx"  # live transcription too
+    assert runtime("--device", "cuda") == runtime("--enroll", "me.wav") == runtime("--stream", "--enroll", "me.wav") == "torch"
     assert runtime("--model", str(tiny_model_dir), "--decode", "attention") == "torch"  # not Whisper-shaped
     assert runtime("--model", str(tmp_path / "missing")) == "torch"  # whose loading names the problem
     assert runtime("--runtime", "onnx", "--decode", "rescore") == "onnx"  # asked for: refused by name later

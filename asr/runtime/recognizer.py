@@ -35,6 +35,8 @@ class OnnxRecognizer:
                  graphs: Optional[str | Path] = None):
         """`folder`: the model folder; `graphs`: where its ONNX graphs are, if not in it."""
         folder = Path(folder)
+        self._source = (folder, threads, graphs)  # for quantized()
+        self._other_precisions: dict[str, OnnxRecognizer] = {}
         # First, so that the decoder's graph builds while the tokenizers load. 0 threads: every core
         # this process may use (ONNX Runtime's own choice counts physical cores only, one on a machine
         # of 2 hyper-threads).
@@ -57,6 +59,16 @@ class OnnxRecognizer:
     @property
     def frontend(self) -> FrontendConfig:
         return self.config.frontend
+
+    def quantized(self, mode: str = "int8") -> OnnxRecognizer:
+        """The same model on its graphs of precision `mode` ("int8"), loaded on first use and kept;
+        itself if it is that precision. The live recognizer's partial results use it."""
+        if mode == self.precision:
+            return self
+        if mode not in self._other_precisions:
+            folder, threads, graphs = self._source
+            self._other_precisions[mode] = OnnxRecognizer(folder, mode, threads, graphs)
+        return self._other_precisions[mode]
 
     def transcribe(self, audio: Audio, options: Optional[DecodingOptions] = None, **overrides) -> Result:
         """Decodes one recording of at most the graph's input (30 s); `overrides` replace fields of `options`."""
