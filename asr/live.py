@@ -4,7 +4,9 @@ Audio arrives in chunks of any size. The long-form reader's voice activity detec
 each utterance starts and ends. While one is going on, the audio heard of it so far is decoded
 again every `partial_every_seconds` of the stream with a cheaper search (an int8 copy of the model,
 a shorter window): a partial result. When the detector closes the utterance, at a pause, it is
-decoded once more with the model's full settings: the final result.
+decoded once more with the model's full settings: the final result. That decode starts as soon as
+the pause has outlasted the detector's hangover, when where the utterance ends is known if the pause
+goes on, so the final is ready when the detector is sure of the pause, 0.3 s later.
 
 Words that three partials in a row agree on, from the start, are committed (local agreement, as in
 Whisper-Streaming): they are shown as stable, and every later partial of the utterance continues
