@@ -233,7 +233,7 @@ def run_transcribe(args: argparse.Namespace) -> int:
     from asr.formats import PER_INPUT_FORMATS, SubtitleOptions
     from asr.longform import LongformConfig
     from asr.model_folder import DEFAULT_MODEL
-    from asr.transcribe import OutputConfig, check_outputs, find_inputs, resolve_device, transcribe_inputs
+    from asr.transcribe import OutputConfig, check_outputs, find_inputs, transcribe_inputs
     from asr.vad import VadConfig, silero_model
 
     def report(err: Exception) -> None:
@@ -264,15 +264,7 @@ def run_transcribe(args: argparse.Namespace) -> int:
         report(err)
     check_outputs(output, inputs)  # before the model loads: a mistake costs nothing
     silero_model()  # a voice activity detector that cannot load is named before the recognizer loads
-    if args.runtime == "onnx":
-        recognizer = _load_onnx(args, model)
-    else:
-        from asr.recognizer import load_model
-
-        _set_threads(args.threads)
-        recognizer = load_model(model, resolve_device(args.device), quantize=args.quantize)
-        if args.enroll:
-            overrides["speaker"] = recognizer.enroll(args.enroll)
+    recognizer = _load_recognizer(args, model, overrides)
     failed = transcribe_inputs(recognizer, inputs, output, None, longform, progress=not args.quiet,
                                on_error=report, **overrides)
     return 1 if failed or empty_folders else 0
@@ -296,6 +288,21 @@ def choose_runtime(args: argparse.Namespace) -> str:
         return "torch"
     fallback = len(decoding.get("temperatures") or [0.0]) > 1
     return "onnx" if whisper_shaped and decoding.get("mode") == "attention" and not fallback else "torch"
+
+
+def _load_recognizer(args: argparse.Namespace, model: str, overrides: dict):
+    """`asr transcribe`'s recognizer on args.runtime (as choose_runtime set it); an enrolled voice
+    goes into `overrides`."""
+    if args.runtime == "onnx":
+        return _load_onnx(args, model)
+    from asr.recognizer import load_model
+    from asr.transcribe import resolve_device
+
+    _set_threads(args.threads)
+    recognizer = load_model(model, resolve_device(args.device), quantize=args.quantize)
+    if args.enroll:
+        overrides["speaker"] = recognizer.enroll(args.enroll)
+    return recognizer
 
 
 def _load_onnx(args: argparse.Namespace, model: str):
@@ -322,16 +329,7 @@ def _run_live(args: argparse.Namespace, model: str, fmt: str, vad: "VadConfig", 
     if fmt not in LIVE_FORMATS:
         raise ConfigError(f"--stream prints {' or '.join(LIVE_FORMATS)}, not {fmt}")
     silero_model()
-    if args.runtime == "onnx":
-        recognizer = _load_onnx(args, model)
-    else:
-        from asr.recognizer import load_model
-        from asr.transcribe import resolve_device
-
-        _set_threads(args.threads)
-        recognizer = load_model(model, resolve_device(args.device), quantize=args.quantize)
-        if args.enroll:
-            overrides["speaker"] = recognizer.enroll(args.enroll)
+    recognizer = _load_recognizer(args, model, overrides)
     try:
         stream_transcribe(recognizer, args.inputs[0], fmt, LiveConfig(vad=vad), raw_rate=args.raw_rate, **overrides)
     except AudioError as err:
