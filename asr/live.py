@@ -214,7 +214,7 @@ class LiveRecognizer:
         self._longest_final = self.final_options.pad_to_frames * hop or None  # samples a final may decode
         self._lead = round(config.lead_seconds * self.rate)
         self._last_end = 0  # where the last utterance closed ended: no decode of a later one reads before it
-        self._ahead: Optional[tuple[_FinalRequest, np.ndarray, Result]] = None  # a final decoded ahead: _decode_ahead
+        self._ahead: Optional[tuple[_FinalRequest, Result]] = None  # a final decoded ahead: _decode_ahead
         self._finished = False
 
     @property
@@ -282,11 +282,12 @@ class LiveRecognizer:
         own_start = self._lead_start(span.start, span.end)
         start = context[0][0] if context else own_start
         # The utterance's committed words are not forced: the final hears all of it (module notes).
-        return _FinalRequest(Span(start, span.end), own_start, tuple(token for _, tokens in context for token in tokens))
+        earlier = tuple(token for _, tokens in context for token in tokens)
+        return _FinalRequest(Span(start, span.end), own_start, earlier)
 
-    def _decode_final(self, request: _FinalRequest) -> tuple[np.ndarray, Result]:
-        audio = self._audio.take(request.audio)
-        return audio, self.recognizer.transcribe(audio, dataclasses.replace(self.final_options, prefix=request.earlier))
+    def _decode_final(self, request: _FinalRequest) -> Result:
+        options = dataclasses.replace(self.final_options, prefix=request.earlier)
+        return self.recognizer.transcribe(self._audio.take(request.audio), options)
 
     def _decode_ahead(self) -> None:
         """Decodes the final of the open utterance as soon as the detector knows where it will end
@@ -299,15 +300,13 @@ class LiveRecognizer:
             return
         request = self._final_request(pending)
         if self._ahead is None or self._ahead[0] != request:
-            self._ahead = (request, *self._decode_final(request))
+            self._ahead = (request, self._decode_final(request))
 
     def _final(self, span: Span) -> Final:
         request = self._final_request(span)
-        if self._ahead is not None and self._ahead[0] == request:
-            _, audio, result = self._ahead
-        else:
-            audio, result = self._decode_final(request)
-        self._ahead = None
+        ahead, self._ahead = self._ahead, None
+        result = ahead[1] if ahead is not None and ahead[0] == request else self._decode_final(request)
+        audio = self._audio.take(request.audio)
         start, own_start, earlier = request.audio.start, request.own_start, request.earlier
         self._last_end = span.end
         self._committed = ()

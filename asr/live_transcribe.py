@@ -29,8 +29,9 @@ LIVE_FORMATS = ("txt", "jsonl")
 FILE_BLOCK_SECONDS = 0.1  # a file read as if live: blocks this long
 
 
-def stream_transcribe(recognizer: Union[Recognizer, OnnxRecognizer], source: str, fmt: str = "txt", config: LiveConfig = LiveConfig(),
-                      out: Optional[TextIO] = None, raw_rate: int = 16000, **overrides) -> None:
+def stream_transcribe(recognizer: Union[Recognizer, OnnxRecognizer], source: str, fmt: str = "txt",
+                      config: LiveConfig = LiveConfig(), out: Optional[TextIO] = None, raw_rate: int = 16000,
+                      **overrides) -> None:
     """Prints the events of `source` ("-" or a file) to `out` (standard output) as they happen.
 
     `fmt` is one of LIVE_FORMATS (the command checks it before the model loads). Raises AudioError
