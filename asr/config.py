@@ -42,7 +42,9 @@ class AugmentConfig:
     noise_prob: float = 0.45  # a recording from the noise bank
     colored_noise_prob: float = 0.1  # white, pink or brown
     babble_prob: float = 0.2  # other training utterances talking at once
-    music_prob: float = 0.0  # a synthetic piece (asr.data.music): the shared bank's music is test-only
+    music_prob: float = 0.0  # a recording from music_manifests, or a synthetic piece (asr.data.music) without them
+    # Recorded music (bank manifests, their training split): the shared bank's music is test-only.
+    music_manifests: list[str] = field(default_factory=list)
     snr_min_db: float = -5.0
     snr_max_db: float = 20.0
     babble_min_talkers: int = 3

@@ -1,10 +1,15 @@
+import logging
+
 import numpy as np
 import pytest
+import soundfile as sf
 
 from asr.config import AugmentConfig
-from asr.data.augment import Augmenter, active_speech_power, colored_noise
+from asr.data.augment import Augmenter, active_speech_power, build_augmenter, colored_noise
+from asr.data.corpora import main as corpora_main, music_folders
 from asr.data.music import synthetic_music
-from asr.errors import ConfigError
+from asr.data.noise import TEST, TRAIN, NoiseBank, write_bank_manifest
+from asr.errors import ConfigError, ManifestError
 
 SR = 16000
 
@@ -59,3 +64,46 @@ def test_music_counts_towards_the_one_noise_per_utterance():
         AugmentConfig(noise_prob=0.5, colored_noise_prob=0.1, babble_prob=0.3, music_prob=0.2)
     with pytest.raises(ConfigError, match="music_prob"):
         AugmentConfig(music_prob=-0.1)
+
+
+def test_recorded_music_becomes_a_bank_whose_training_split_the_augmenter_draws_from(tmp_path, caplog):
+    root = tmp_path / "soundtrack"
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        path = root / f"album{i % 2}" / f"track{i}.flac"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, 0.1 * synthetic_music(SR, rng), SR)
+    (root / "album0" / "broken.ogg").write_text("not audio")
+    (root / "album0" / "cover.png").write_bytes(b"not music either")
+    with caplog.at_level(logging.WARNING):
+        entries = music_folders([root])
+    assert "broken.ogg" in caplog.text
+    assert sorted(e.id for e in entries) == sorted(f"soundtrack/album{i % 2}/track{i}.flac" for i in range(20))
+    assert all(e.kind == "recorded_music" and e.duration == pytest.approx(1.0) for e in entries)
+    with pytest.raises(ManifestError, match="no audio files"):
+        music_folders([tmp_path / "nothing-here"])
+
+    manifest = tmp_path / "music.jsonl"
+    assert corpora_main(["music", str(manifest), str(root)]) == 0
+    train, test = (NoiseBank.from_manifests([manifest], split) for split in (TRAIN, TEST))
+    train_ids, test_ids = {e.id for e in train.entries}, {e.id for e in test.entries}
+    assert train_ids and test_ids and not train_ids & test_ids and len(train_ids | test_ids) == 20
+
+    speech = (0.3 * np.sin(2 * np.pi * 220 * np.arange(2 * SR) / SR)).astype(np.float32)
+    config = AugmentConfig(speeds=[1.0], reverb_prob=0.0, noise_prob=0.0, colored_noise_prob=0.0, babble_prob=0.0,
+                           music_prob=1.0, volume_prob=0.0, clip_prob=0.0, music_manifests=[str(manifest)])
+    augmenter = build_augmenter(config, [], seed=0)
+    drawn = set()
+    for seed in range(30):
+        result = augmenter.apply(speech, np.random.default_rng(seed))
+        drawn.add(result.noise)
+        added = result.waveform - speech
+        snr = 10 * np.log10(active_speech_power(speech) / np.mean(added.astype(np.float64) ** 2))
+        assert snr == pytest.approx(result.snr_db, abs=0.01)
+    assert drawn <= train_ids and len(drawn) > 5
+
+    held_out = tmp_path / "held_out.jsonl"
+    write_bank_manifest(test.entries, held_out)
+    with pytest.raises(ConfigError, match="music_manifests"):
+        build_augmenter(AugmentConfig(music_prob=0.5, noise_prob=0.0, babble_prob=0.0,
+                                      reverb_prob=0.0, music_manifests=[str(held_out)]), [], seed=0)

@@ -147,7 +147,7 @@ class Augmentation:
     waveform: np.ndarray
     speed: float = 1.0  # the only length change: len(waveform) is the input length / speed (+-1)
     rir: Optional[str] = None  # id of the impulse response
-    noise: Optional[str] = None  # noise recording id, a color ("pink"), "babble-<talkers>" or "music"
+    noise: Optional[str] = None  # noise or music recording id, a color ("pink"), "babble-<talkers>" or "music" (synthetic)
     snr_db: Optional[float] = None
     gain_db: float = 0.0
     clip_level: Optional[float] = None
@@ -158,16 +158,19 @@ class Augmenter:
 
     def __init__(self, config: AugmentConfig, noise_bank: Optional[NoiseBank] = None,
                  rir_bank: Optional[RirBank] = None, babble_voices: Sequence[str | np.ndarray] = (),
-                 sample_rate: int = SAMPLE_RATE):
+                 sample_rate: int = SAMPLE_RATE, music_bank: Optional[NoiseBank] = None):
         if config.noise_prob > 0 and not noise_bank:
             raise ConfigError("augment.noise_prob > 0 but there are no training noise recordings (noise_manifests)")
         if config.reverb_prob > 0 and not rir_bank:
             raise ConfigError("augment.reverb_prob > 0 but there are no training impulse responses (rir_manifests)")
         if config.babble_prob > 0 and not babble_voices:
             raise ConfigError("augment.babble_prob > 0 but no utterances were given to build babble from")
+        if config.music_manifests and not music_bank:
+            raise ConfigError("augment.music_manifests are given but hold no training recordings")
         self.config = config
         self.noise_bank = noise_bank
         self.rir_bank = rir_bank
+        self.music_bank = music_bank
         self.voices = list(babble_voices)
         self.voice_cache = AudioCache(config.cache_seconds, sample_rate)
         self.sample_rate = sample_rate
@@ -195,6 +198,9 @@ class Augmenter:
             elif choice < c.noise_prob + c.colored_noise_prob + c.babble_prob:
                 talkers = int(rng.integers(c.babble_min_talkers, c.babble_max_talkers + 1))
                 noise, result.noise = self._babble(len(x), talkers, rng), f"babble-{talkers}"
+            elif self.music_bank:
+                entry, recording = self.music_bank.choose(rng)
+                noise, result.noise = fit_to_length(recording, len(x), rng), entry.id
             else:
                 noise, result.noise = synthetic_music(len(x), rng, self.sample_rate), "music"
             x = mix_at_snr(x, noise, result.snr_db, self.sample_rate)
@@ -229,7 +235,9 @@ def build_augmenter(config: AugmentConfig, speech_paths: Sequence[str], seed: in
                                      cache_seconds=config.cache_seconds)
     rirs = RirBank.from_manifests(config.rir_manifests, TRAIN, sample_rate=sample_rate,
                                   cache_seconds=config.cache_seconds)
+    music = NoiseBank.from_manifests(config.music_manifests, TRAIN, sample_rate=sample_rate,
+                                     cache_seconds=config.cache_seconds)
     count = min(config.babble_pool_size, len(speech_paths))
     picks = np.random.default_rng(seed).choice(len(speech_paths), size=count, replace=False)
     voices = [speech_paths[int(i)] for i in sorted(picks)]
-    return Augmenter(config, noise, rirs, voices, sample_rate)
+    return Augmenter(config, noise, rirs, voices, sample_rate, music)

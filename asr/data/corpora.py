@@ -2,7 +2,7 @@
 
 Speech corpora become utterance manifests (JSONL, asr.data.manifest): LibriSpeech, Common Voice
 and Kaldi data directories. Noise and impulse-response collections become bank manifests
-(asr.data.noise): MUSAN and RIRS_NOISES. `write_noisy_copies` makes a noisy test set from a clean
+(asr.data.noise): MUSAN, RIRS_NOISES and folders of recorded music. `write_noisy_copies` makes a noisy test set from a clean
 manifest and held-out noise. Transcripts are kept exactly as each corpus writes them; text
 normalisation is the tokenizer's job.
 
@@ -13,6 +13,7 @@ Command line, used by the recipes:
     python -m asr.data.corpora kaldi OUT.jsonl DATA_DIR
     python -m asr.data.corpora musan OUT.jsonl MUSAN_DIR [--categories music noise speech]
     python -m asr.data.corpora rirs-noises RIRS_NOISES_DIR --rirs OUT.jsonl --noises OUT.jsonl
+    python -m asr.data.corpora music OUT.jsonl FOLDER...
     python -m asr.data.corpora noisy OUT.jsonl CLEAN_MANIFEST --noise BANK.jsonl... --snr DB --audio-dir DIR
 """
 
@@ -63,6 +64,7 @@ RESOURCES = {
 }
 
 MUSAN_CATEGORIES = ("music", "noise", "speech")
+MUSIC_SUFFIXES = (".flac", ".mp3", ".ogg", ".opus", ".wav")
 
 
 def _duration(audio: Path) -> float:
@@ -148,6 +150,27 @@ def musan(musan_dir: str | Path, categories: Sequence[str] = ("music", "noise"))
             raise ManifestError(f"{musan_dir / category}: no SOURCE/*.wav files; give the musan folder")
         entries += [BankEntry(wav.stem, str(wav), _duration(wav), f"musan_{category}",
                               f"MUSAN {category}/{wav.parent.name}") for wav in files]
+    return entries
+
+
+def music_folders(folders: Sequence[str | Path]) -> list[BankEntry]:
+    """Every audio file under `folders` as a bank entry of kind "recorded_music", for music under a free
+    licence such as Debian's game soundtracks (recipes/whisper_ctc/README.md). The id is the file's
+    path below the folder's parent, so the hashed train/test split does not depend on where the
+    folder is. A file that cannot be read is left out with a warning, not the whole folder."""
+    entries = []
+    for folder in map(Path, folders):
+        files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in MUSIC_SUFFIXES and f.is_file())
+        if not files:
+            raise ManifestError(f"{folder}: no audio files ({', '.join(MUSIC_SUFFIXES)}) in it or below it")
+        for audio in files:
+            try:
+                duration = _duration(audio)
+            except ManifestError as err:
+                log.warning("left out: %s", err)
+                continue
+            entries.append(BankEntry(audio.relative_to(folder.parent).as_posix(), str(audio.resolve()), duration,
+                                     "recorded_music", str(folder)))
     return entries
 
 
@@ -318,6 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rirs", required=True, help="RIR bank manifest to write")
     p.add_argument("--noises", required=True, help="noise bank manifest to write")
     p.set_defaults(run=_rirs_noises)
+
+    p = sub.add_parser("music", help="folders of recorded music to a bank manifest")
+    p.add_argument("out")
+    p.add_argument("folders", nargs="+")
+    p.set_defaults(run=lambda a: _bank(music_folders(a.folders), a.out))
 
     p = sub.add_parser("noisy", help="noisy copies of a manifest at one SNR, with held-out (test) noise")
     p.add_argument("out")

@@ -60,9 +60,9 @@ GATE_UTTERANCES_PER_SPEAKER = 8  # gate_head.py's --per-speaker: the same develo
 # Harder than the fine-tuning's mix: babble is where Whisper fails first (issue 17).
 NOISE = AugmentConfig(noise_prob=0.4, colored_noise_prob=0.1, babble_prob=0.4, reverb_prob=0.2,
                       snr_min_db=-5.0, snr_max_db=20.0, speeds=[1.0], clip_prob=0.02)
-# The same share of noisy windows, a fifth of them synthetic music (asr.data.music): the noise bank's
-# training split holds none, and music is where the student trained on NOISE gained least on unseen
-# voices against faster-whisper (issue 17).
+# The same share of noisy windows, a fifth of them music: synthetic (asr.data.music), or recordings
+# with --music (the noise bank's training split holds none), since music is where the student trained
+# on NOISE gained least on unseen voices against faster-whisper (issue 17).
 NOISE_WITH_MUSIC = replace(NOISE, noise_prob=0.3, colored_noise_prob=0.05, babble_prob=0.35, music_prob=0.2)
 NOISE_MIXES = {"bank": NOISE, "with-music": NOISE_WITH_MUSIC}
 NO_SPEECH_RULE = ("decoder_no_speech_threshold", "logprob_threshold")  # DecodingOptions fields
@@ -94,10 +94,21 @@ def window(paths: list[str], rng: np.random.Generator) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32)
 
 
-def noise_augmenter(data_dir: Path, voices: list[str], seed: int, mix: AugmentConfig = NOISE):
-    """`mix` over the training splits of the shared noise and impulse-response banks, babble of `voices`."""
+def noise_augmenter(data_dir: Path, voices: list[str], seed: int, mix: AugmentConfig = NOISE,
+                    music_manifests: tuple[str, ...] = ()):
+    """`mix` over the training splits of the shared noise and impulse-response banks and of
+    `music_manifests` (recorded music; without them music is synthetic), babble of `voices`."""
     return build_augmenter(replace(mix, noise_manifests=[str(data_dir / "noise" / "manifest.jsonl")],
-                                   rir_manifests=[str(data_dir / "rir" / "manifest.jsonl")]), voices, seed)
+                                   rir_manifests=[str(data_dir / "rir" / "manifest.jsonl")],
+                                   music_manifests=list(music_manifests)), voices, seed)
+
+
+def start_from(student, folder: str) -> None:
+    """Sets the student's encoder to `folder`'s, to go on training a student already distilled (the
+    shipped default). Its speaker adapters are left out: enroll.py trains them for a finished encoder."""
+    source, _, _ = load_model_dir(folder)
+    own = student.encoder.state_dict()
+    student.encoder.load_state_dict({k: v for k, v in source.encoder.state_dict().items() if k in own})
 
 
 def batch_of(waveforms: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,11 +252,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise", choices=sorted(NOISE_MIXES), default="bank",
                         help="bank: NOISE, the shipped student's mix; with-music: NOISE_WITH_MUSIC")
+    parser.add_argument("--music", nargs="+", default=(), metavar="BANK_MANIFEST",
+                        help="with --noise with-music: recorded music to draw from instead of synthetic pieces "
+                        "(python -m asr.data.corpora music)")
+    parser.add_argument("--student-from", help="start the student's encoder from this model folder's instead of "
+                        "the teacher's (a resumed run takes its checkpoint)")
     parser.add_argument("--keep", type=float, default=0.99, help="as gate_head.py: share of dev speech the gate lets through")
     parser.add_argument("--rule-from", help="with --export: take the decoder's no-speech rule (decoding's "
                         f"{' and '.join(NO_SPEECH_RULE)}) from this model folder")
     parser.add_argument("--export", help="write the latest checkpoint as a model folder here, gate recalibrated, and stop")
     args = parser.parse_args()
+    if args.music and not NOISE_MIXES[args.noise].music_prob:
+        parser.error(f"--music needs a mix with music (--noise with-music), not {args.noise}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     data_dir, exp = Path(args.data_dir), Path(args.exp)
@@ -256,8 +274,10 @@ def main() -> None:
     if args.export:
         export(args, student, tokenizer, meta, data_dir, exp)
         return
+    if args.student_from:
+        start_from(student, args.student_from)
     paths = training_voices(data_dir, args.dev_speakers, args.seed)
-    augmenter = noise_augmenter(data_dir, paths, args.seed, NOISE_MIXES[args.noise])
+    augmenter = noise_augmenter(data_dir, paths, args.seed, NOISE_MIXES[args.noise], args.music)
     log.info("%d training utterances; %d steps of %d windows", len(paths), args.steps, args.batch)
     train(args, teacher.eval(), student, paths, augmenter, exp)
 
