@@ -192,11 +192,7 @@ def add_transcribe(sub: argparse._SubParsersAction) -> None:
     decoding.add_argument("--enroll", action="append", metavar="FILE",
                           help="a recording of the person to transcribe (a few seconds of them speaking; give it "
                                "again for more): their words come out, other talkers fade (PyTorch runtime)")
-    decoding.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
-                          help="onnx: ONNX Runtime, without importing torch (attention decoding of Whisper-shaped "
-                               "models on the CPU; a bundled model's graphs are built once, with torch, into "
-                               "~/.cache/asr); torch: PyTorch; auto (default): onnx where it can do what was "
-                               "asked, else torch")
+    _add_runtime_argument(decoding)
     output = p.add_argument_group("output")
     output.add_argument("--format", "-f", choices=(*FORMATS, "all"), metavar="FORMAT",
                         help=f"txt (default), json (with word time stamps), jsonl (one line per input), srt, vtt, "
@@ -270,8 +266,16 @@ def run_transcribe(args: argparse.Namespace) -> int:
     return 1 if failed or empty_folders else 0
 
 
+def _add_runtime_argument(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
+                       help="onnx: ONNX Runtime, without importing torch (attention decoding of Whisper-shaped "
+                            "models on the CPU; a bundled model's graphs are built once, with torch, into "
+                            "~/.cache/asr); torch: PyTorch; auto (default): onnx where it can do what was "
+                            "asked, else torch")
+
+
 def choose_runtime(args: argparse.Namespace) -> str:
-    """`asr transcribe --runtime auto`: "onnx" where ONNX Runtime does what was asked (asr.runtime:
+    """`--runtime auto` of `asr transcribe` and `asr serve`: "onnx" where ONNX Runtime does what was asked (asr.runtime:
     attention decoding of a Whisper-shaped model on the CPU, no enrolled voice), else "torch". A model
     that cannot be read goes to torch, whose loading names the problem."""
     from asr.model_folder import DEFAULT_MODEL, read_meta, resolve_model
@@ -526,8 +530,9 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     decoding.add_argument("--no-speech-threshold", type=float, metavar="P",
                           help="segments whose speech probability is below P decode to nothing (default: the model's)")
     decoding.add_argument("--threads", type=int,
-                          help="torch CPU threads (default: torch's, shared among the workers)")
+                          help="CPU threads in all (default: the runtime's, shared among the workers)")
     _add_quantize_argument(decoding)
+    _add_runtime_argument(decoding)
     decoding.add_argument("--max-segment", type=float, default=VadConfig().max_segment_seconds, metavar="SECONDS",
                           help="longest piece decoded at once (default %(default)g)")
     p.set_defaults(handler=run_serve)
@@ -539,7 +544,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from asr.live import LiveConfig
     from asr.longform import LongformConfig
-    from asr.recognizer import DEFAULT_MODEL
+    from asr.model_folder import DEFAULT_MODEL
     from asr.server.config import MB, ServerConfig
     from asr.vad import VadConfig
 
@@ -559,7 +564,7 @@ def run_serve(args: argparse.Namespace) -> int:
         api_key=args.api_key if args.api_key is not None else os.environ.get("ASR_API_KEY") or None,
         workers=args.workers, queue_size=args.queue_size, max_upload_bytes=round(args.max_upload_mb * MB),
         max_duration=args.max_duration, upload_timeout=args.upload_timeout, device=args.device,
-        threads=args.threads, quantize=args.quantize,
+        threads=args.threads, quantize=args.quantize, runtime=choose_runtime(args),
         longform=LongformConfig(VadConfig(max_segment_seconds=args.max_segment), batch_size=args.batch_size),
         max_streams=args.max_streams, live=LiveConfig(vad=VadConfig(max_segment_seconds=args.max_segment)),
         overrides=overrides, **extra,

@@ -3,7 +3,8 @@ response format; keys, limits, a full queue, hostile uploads and many clients at
 defined answers; a server killed in the middle of an upload leaves nothing behind and starts again.
 
 Servers run as `python -m asr.cli serve` subprocesses on a port they choose themselves (--port 0,
-read back from the line they print), with the tiny test model. Nothing waits a fixed time: every
+read back from the line they print), with the tiny test model (on PyTorch) and the default model (on
+ONNX Runtime). Nothing waits a fixed time: every
 wait polls for what it expects, up to a generous bound.
 """
 
@@ -572,6 +573,37 @@ def test_a_server_killed_mid_upload_leaves_no_spool_file_and_starts_again(tiny_m
                 expected[clips[0]]["txt"].rstrip("\n")
     finally:
         restarted.stop()
+
+
+# --- the runtime ---------------------------------------------------------------------------------------
+
+def torch_loaded(process: subprocess.Popen) -> bool:
+    """Whether torch's library is mapped into the process: imported, at any depth."""
+    return "libtorch" in Path(f"/proc/{process.pid}/maps").read_text()
+
+
+def test_the_default_model_is_served_on_onnx_runtime_without_torch(server, tmp_path):
+    from asr.runtime.recognizer import load_onnx
+
+    load_onnx()  # its graphs built here, once, so the server only reads them
+    clip = REPO / "audio_samples" / "LJ001-0002.flac"
+    out = tmp_path / "expected"
+    assert cli_main(["transcribe", str(clip), "--format", "all", "--output-dir", str(out), "--threads", "1",
+                     "--quiet"]) == 0
+    onnx_server = start_server("whisper-tiny-ctc", tmp_path / "onnx")
+    try:
+        assert onnx_server.health()["runtime"] == "onnx"
+        client = onnx_server.client()
+        for fmt in ("text", "vtt"):
+            with clip.open("rb") as f:
+                answer = client.audio.transcriptions.create(model="whisper-tiny-ctc", file=f, response_format=fmt)
+            written = (out / f"{clip.stem}.{'txt' if fmt == 'text' else fmt}").read_text(encoding="utf-8")
+            assert answer.strip() == written.strip()
+        assert not torch_loaded(onnx_server.process)
+    finally:
+        onnx_server.stop()
+    # The tiny test model is not Whisper-shaped: served on PyTorch, which the check above would see.
+    assert server.health()["runtime"] == "torch" and torch_loaded(server.process)
 
 
 # --- cost to the other commands ----------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 and live transcription over a WebSocket (live.py).
 
 The event loop only moves bytes: uploads are read as they arrive (upload.py) and each recording
-is decoded in a thread of a fixed pool (`workers` threads; torch releases the GIL while it
-computes), so one long recording never stalls the other requests. Admission (admission.py)
+is decoded in a thread of a fixed pool (`workers` threads; ONNX Runtime and torch release the GIL
+while they compute), so one long recording never stalls the other requests. Admission (admission.py)
 bounds what waits for a thread. A request's spool file belongs to its decoding job once the job
 is submitted and is closed when the job ends, even if the client has gone away meanwhile.
 """
@@ -16,7 +16,7 @@ import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Awaitable, Callable, Optional
+from typing import TYPE_CHECKING, Awaitable, Callable, Optional
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,7 +26,6 @@ from starlette.requests import ClientDisconnect
 
 from asr.errors import AudioError
 from asr.longform import Transcript, transcribe_long
-from asr.recognizer import Recognizer
 from asr.server.admission import Admission
 from asr.server.config import ServerConfig
 from asr.server.live import add_stream_route
@@ -37,13 +36,17 @@ from asr.stream import SOUNDFILE_EXTENSIONS, probe_duration
 
 log = logging.getLogger("asr.server")
 # How asr.stream words the hint for a file that only ffmpeg could read, as the suffix it names ("it": none).
+if TYPE_CHECKING:  # the server on ONNX Runtime imports no torch
+    from asr.recognizer import Recognizer
+    from asr.runtime.recognizer import OnnxRecognizer
+
 FFMPEG_HINT = "; reading {} needs ffmpeg, which is not installed"
 
 
 class ServerState:
     """What every request shares: the model, loaded once, the decoding threads and the admission count."""
 
-    def __init__(self, recognizer: Recognizer, config: ServerConfig):
+    def __init__(self, recognizer: Recognizer | OnnxRecognizer, config: ServerConfig):
         self.recognizer = recognizer
         self.config = config
         self.admission = Admission(config.workers, config.queue_size)
@@ -66,7 +69,8 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict:  # open without the key: it tells load balancers the server is up, nothing more
-        return {"status": "ok", "model": state.config.model, "workers": state.config.workers,
+        return {"status": "ok", "model": state.config.model, "runtime": state.config.runtime,
+                "workers": state.config.workers,
                 "queue_size": state.config.queue_size, "active": state.admission.held}
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(_authorizer(state.config.api_key))])

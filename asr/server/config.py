@@ -12,6 +12,7 @@ from asr.formats import SubtitleOptions
 from asr.live import LiveConfig
 from asr.longform import LongformConfig
 
+RUNTIMES = ("onnx", "torch")
 MB = 1_000_000  # upload sizes in decimal megabytes, as OpenAI states its 25 MB limit
 
 
@@ -27,8 +28,9 @@ class ServerConfig:
     max_duration: float = 3 * 3600.0  # seconds of audio in one request
     upload_timeout: float = 60.0  # seconds an upload may send nothing before it gets 408
     spool_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+    runtime: str = "torch"  # "onnx": ONNX Runtime, without torch (CPU; `asr serve` chooses it where it can)
     device: str = "cpu"
-    threads: Optional[int] = None  # torch threads in all; None: torch's default shared among the workers
+    threads: Optional[int] = None  # CPU threads in all; None: the runtime's default, shared among the workers
     quantize: Optional[str] = None
     longform: LongformConfig = field(default_factory=LongformConfig)
     max_streams: int = 4  # live WebSocket streams at once; each feeds the decoding threads
@@ -49,6 +51,10 @@ class ServerConfig:
             raise ConfigError(f"--max-upload-mb must be positive, got {self.max_upload_bytes / MB:g}")
         if self.max_duration <= 0 or self.upload_timeout <= 0:
             raise ConfigError("--max-duration and --upload-timeout must be positive")
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+        if self.runtime == "onnx" and self.device != "cpu":
+            raise ConfigError("--runtime onnx runs on the CPU: leave out --device")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {self.threads}")
         if self.api_key is not None and not self.api_key.strip():

@@ -1,4 +1,5 @@
-"""Starting `asr serve`: bind the socket, load the model once, run uvicorn until Ctrl-C or SIGTERM."""
+"""Starting `asr serve`: bind the socket, load the model once, run uvicorn until Ctrl-C or SIGTERM.
+On ONNX Runtime the server never imports torch."""
 
 from __future__ import annotations
 
@@ -7,15 +8,12 @@ import logging
 import socket
 import sys
 
-import torch
 import uvicorn
 
 from asr.errors import ConfigError
-from asr.recognizer import load_model
 from asr.server.app import ServerState, create_app
 from asr.server.config import ServerConfig
 from asr.server.upload import Spool
-from asr.transcribe import resolve_device
 from asr.vad import silero_model
 
 log = logging.getLogger("asr.server")
@@ -28,16 +26,17 @@ def serve(config: ServerConfig) -> int:
     state = None
     try:
         check_spool_dir(config)
-        set_threads(config)
         silero_model()  # a voice activity detector that cannot load is named before the recognizer loads
-        recognizer = load_model(config.model, resolve_device(config.device), quantize=config.quantize)
+        recognizer = load_recognizer(config)
         recognizer.transcribe_batch([], None, **config.overrides)  # bad decoding options fail now, not per request
         state = ServerState(recognizer, config)
         server = uvicorn.Server(uvicorn.Config(create_app(state), lifespan="off", log_level="info",
                                                server_header=False))
         if config.api_key is None and not _is_loopback(config.host):
             log.warning("listening on %s without --api-key: anyone who can reach it can use it", config.host)
-        print(f"asr serve: {config.model} at {address(sock)}/v1 (Ctrl-C stops)", file=sys.stderr, flush=True)
+        runtime = "ONNX Runtime" if config.runtime == "onnx" else "PyTorch"
+        print(f"asr serve: {config.model} on {runtime} at {address(sock)}/v1 (Ctrl-C stops)", file=sys.stderr,
+              flush=True)
         server.run(sockets=[sock])
     finally:
         if state is not None:
@@ -79,13 +78,25 @@ def address(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def set_threads(config: ServerConfig) -> None:
+def load_recognizer(config: ServerConfig):
+    """The model on the configured runtime. ONNX Runtime's sessions run concurrent requests on one
+    thread pool of `threads` (0: a thread per core), so the workers share the cores as they are."""
+    if config.runtime == "onnx":
+        from asr.runtime.recognizer import load_onnx
+
+        return load_onnx(config.model, config.quantize or "fp32", config.threads or 0)
+    import torch
+
+    from asr.recognizer import load_model
+    from asr.transcribe import resolve_device
+
     # Each decoding thread runs torch's parallel loops with the process's thread count: the workers
     # share the cores torch would use for one, rather than each taking all of them.
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     elif config.workers > 1:
         torch.set_num_threads(max(1, torch.get_num_threads() // config.workers))
+    return load_model(config.model, resolve_device(config.device), quantize=config.quantize)
 
 
 def _is_loopback(host: str) -> bool:
