@@ -8,14 +8,18 @@ decoded once more with the model's full settings: the final result. That decode 
 the pause has outlasted the detector's hangover, when where the utterance ends is known if the pause
 goes on, so the final is ready when the detector is sure of the pause, 0.3 s later.
 
-Words that three partials in a row agree on, from the start, are committed (local agreement, as in
-Whisper-Streaming): they are shown as stable, and every later partial of the utterance continues
-them as a forced prefix, so they stay as shown until the final. The final decodes the utterance
-anew, as offline decoding would, and replaces them where the whole utterance reads otherwise: a
-decoder forced to continue words chosen from the first second or two of an utterance cannot take
-them back when what follows shows them wrong, and on development speakers those forced finals had
-2.5 times as many texts differing from offline decoding (33 of 100 against 13). How often a stable
-word is revised, and how soon words reach the form they keep, benchmarks/live_latency.py measures.
+Words that `commit_after` partials in a row agree on, from the start, are committed (local
+agreement, as in Whisper-Streaming): they are shown as stable, and every later partial of the
+utterance continues them as a forced prefix, so they stay as shown until the final. The final
+decodes the utterance anew, as offline decoding would: a decoder forced to continue words chosen
+from the first second or two of an utterance cannot take them back when what follows shows them
+wrong, and on development speakers finals that always continued them had 2.5 times as many texts
+differing from offline decoding (33 of 100 against 13). Where the final's reading revises a stable
+word, the utterance is decoded once more continuing the stable words, and that reading is kept if
+the CTC head, which judges how well a text fits the audio without the decoder's sense of what text
+is likely, scores it at least as well (keep_stable_margin): the stable words go only when the audio
+says they were wrong. How often a stable word is revised, and how soon words reach the form they
+keep, benchmarks/live_latency.py measures.
 
 Partials are decoded at fixed points of the stream, whatever the chunks, and the detector's cuts do
 not depend on chunking either: chunks of any size give the same partials and the same finals.
@@ -86,12 +90,16 @@ class LiveConfig:
     # which decodes the utterance anew (see the module's notes). Otherwise, and for models not
     # decoded in mode "attention", stable words are the agreed ones, and a later partial may differ.
     commit: bool = True
-    # Partials in a row that must agree on a word before it is committed. With two, words that two
-    # greedy partials got wrong alike were kept (and, when finals still continued them, the finals
-    # had 21-54 % more errors than offline decoding on clean unseen speech: benchmarks/live_latency.py
-    # at 7df4fbe); a third partial's say costs half a second. benchmarks/runs/live/RESULTS.md
-    # measures this setting: how soon words are stable, and how often the final revises them.
-    commit_after: int = 3
+    # Partials in a row that must agree on a word before it is committed. With finals that keep the
+    # stable words only where they fit the audio (keep_stable_margin), two: on development speakers
+    # (benchmarks/live_latency.py, ONNX Runtime, AMD EPYC; latency on utterances 3-5 of each speaker
+    # of recipes/whisper_ctc/dev_noise.py's clean set and on the 20 first of exp/libri_dev.jsonl,
+    # accuracy on the 200 utterances of dev_noise.py --per-speaker 20) words reached their final
+    # form after 1.17 s and 1.62 s (median) against 1.48 s and 1.71 s with three and finals decoded
+    # anew, a stable word revised in 30 of 122 and 78 of 206 partials (23 of 82, 95 of 175), and
+    # streaming finals cost +0.2 points [-2.3, 2.7] against offline decoding (+1.3 [-0.1, 3.1]).
+    # Two alone, without the CTC head's say, had a stable word revised in 48 of 122.
+    commit_after: int = 2
     # A final is decoded after up to this much of the stream before its utterance, the earlier
     # utterances' words forced as a prefix (see the module's notes); 0: each utterance alone. The
     # context goes back no further than a final without words, and the window stays within the
@@ -104,6 +112,12 @@ class LiveConfig:
     # clean), the detector's spans decoded alone changed 37 transcripts against the whole clips'
     # (WER 39.3 % against 38.4 %); with 0.8 s more before each, 18 (38.4 %).
     lead_seconds: float = 0.8
+    # A final that reads the committed words otherwise is decoded a second time, continuing them, and
+    # keeps them if the CTC head's path for that reading scores at least its own less this margin
+    # (log-probability, Result.alignment_score): where both readings fit the audio alike, the words
+    # shown as stable stay, and where the audio says they were wrong, they go. None: the final is
+    # always its own reading. Measured with commit_after.
+    keep_stable_margin: Optional[float] = 0.0
 
     def __post_init__(self) -> None:
         if self.partial_every_seconds <= 0:
@@ -122,6 +136,8 @@ class LiveConfig:
             raise ConfigError(f"final_context_seconds must not be negative, got {self.final_context_seconds}")
         if self.lead_seconds < 0:
             raise ConfigError(f"lead_seconds must not be negative, got {self.lead_seconds}")
+        if self.keep_stable_margin is not None and self.keep_stable_margin != self.keep_stable_margin:
+            raise ConfigError("keep_stable_margin must be a number or None, not NaN")
 
 
 @dataclass(frozen=True)
@@ -281,13 +297,27 @@ class LiveRecognizer:
         context = self._context_for(span) if self._heard_words else []
         own_start = self._lead_start(span.start, span.end)
         start = context[0][0] if context else own_start
-        # The utterance's committed words are not forced: the final hears all of it (module notes).
+        # The utterance's committed words are forced only in a second decode (module notes).
         earlier = tuple(token for _, tokens in context for token in tokens)
-        return _FinalRequest(Span(start, span.end), own_start, earlier)
+        committed = self._committed if self.config.keep_stable_margin is not None else ()
+        return _FinalRequest(Span(start, span.end), own_start, earlier, committed)
 
     def _decode_final(self, request: _FinalRequest) -> Result:
+        """The utterance's own reading, or, where it revises the committed words and a reading that
+        keeps them fits the audio as well by the CTC head (LiveConfig.keep_stable_margin), that one."""
+        audio = self._audio.take(request.audio)
         options = dataclasses.replace(self.final_options, prefix=request.earlier)
-        return self.recognizer.transcribe(self._audio.take(request.audio), options)
+        own = self.recognizer.transcribe(audio, options)
+        if not request.committed or own.alignment_score is None:
+            return own
+        decode = self.recognizer.tokenizer.decode
+        stable = [_bare(w) for w in decode(list(request.committed)).split()]
+        if [_bare(w) for w in decode(own.tokens[len(request.earlier):]).split()][: len(stable)] == stable:
+            return own
+        kept = self.recognizer.transcribe(audio, dataclasses.replace(options, prefix=request.earlier + request.committed))
+        keeps = kept.alignment_score is not None and \
+            kept.alignment_score >= own.alignment_score - self.config.keep_stable_margin
+        return kept if keeps else own
 
     def _decode_ahead(self) -> None:
         """Decodes the final of the open utterance as soon as the detector knows where it will end
@@ -389,6 +419,7 @@ class _FinalRequest(NamedTuple):
     audio: Span  # stream samples decoded: the context, the lead, the utterance
     own_start: int  # where the utterance's own audio (its lead included) begins
     earlier: tuple[int, ...]  # the context's tokens, forced as a prefix
+    committed: tuple[int, ...]  # the utterance's committed tokens, which the final keeps if it can
 
 
 def _agreement(partials: list[list[str]]) -> int:

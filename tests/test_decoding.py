@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import asr
 from asr.audio import load_audio
 from asr.cli import main as cli_main
-from asr.decoding.align import BLANK_POSITION, forced_align
+from asr.decoding.align import BLANK_POSITION, forced_align, path_log_prob
 from asr.decoding.vocabulary import never_emitted
 from asr.decoding.ctc import ctc_prefix_beam_search
 from asr.decoding.decode import decode
@@ -88,7 +88,7 @@ def test_ctc_prefix_beam_search_with_a_wide_beam_is_exact():
         assert hyp.score == pytest.approx(totals[hyp.tokens], abs=1e-4)
 
 
-def test_forced_alignment_is_the_best_path_spelling_the_tokens():
+def test_forced_alignment_is_the_best_path_spelling_the_tokens_and_scores_it():
     torch.manual_seed(2)
     log_probs = torch.randn(6, 4).log_softmax(-1)
     for tokens in [(1, 2), (2, 2), (1, 3, 1), ()]:
@@ -102,6 +102,8 @@ def test_forced_alignment_is_the_best_path_spelling_the_tokens():
                 position += 1
             expected.append(position if label != 0 else BLANK_POSITION)
         assert alignment == expected, tokens
+        best_score = float(sum(log_probs[t, s] for t, s in enumerate(best)))
+        assert path_log_prob(log_probs.numpy(), tokens, alignment) == pytest.approx(best_score, abs=1e-5)
     assert forced_align(log_probs[:2], (1, 1, 2), blank_id=0) is None  # "1 _ 1 2" needs 4 frames
 
 

@@ -115,6 +115,30 @@ def test_the_final_decodes_its_utterance_anew_whatever_the_partials_committed(re
     assert bare(final.text) == bare(recognizer.transcribe(final.audio).text) == bare(recognizer.transcribe(clips[0]).text)
 
 
+def test_a_final_keeps_the_stable_words_only_where_they_fit_its_audio_as_well(recognizer, talk):
+    """Where the final's own reading revises the committed words, the utterance is decoded once more
+    continuing them, and the CTC head judges: words of another recording fit this audio far worse,
+    so the final is its own reading; with a margin that forgives any misfit, it keeps them; with
+    None, there is no second decode."""
+    _, clips = talk
+    samples = np.concatenate([np.zeros(RATE // 2, np.float32), clips[0], np.zeros(RATE, np.float32)])
+    other = np.concatenate([np.zeros(RATE // 2, np.float32), clips[1]])
+    offline = bare(recognizer.transcribe(clips[0]).text)
+    finals, decodes = {}, {}
+    for margin in (0.0, float("inf"), None):
+        live = LiveRecognizer(recognizer, LiveConfig(keep_stable_margin=margin))
+        live._partial_recognizer = PartialsOfOtherAudio(live._partial_recognizer, other)
+        decodes[margin] = FinalDecodes(live).heard_at
+        events = run(live, samples, RATE // 10)
+        stable = [e.stable for e in events if isinstance(e, Partial) and e.stable][-1]
+        (final,) = [e for e in events if isinstance(e, Final)]
+        finals[margin] = bare(final.text)
+        assert not offline.startswith(bare(stable))  # the other sentence's words, committed
+    assert finals[0.0] == finals[None] == offline
+    assert finals[float("inf")].startswith(bare(stable))
+    assert len(decodes[0.0]) == len(decodes[float("inf")]) == 2 * len(decodes[None])
+
+
 class FinalDecodes:
     """The recognizer, noting how much of the stream had been fed at each decode of a final."""
 

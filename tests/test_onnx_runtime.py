@@ -254,6 +254,7 @@ def test_fp32_transcripts_words_and_gate_equal_the_pytorch_recognizers(exported,
         for a, b in zip(got.words, expected.words):
             assert a.start == pytest.approx(b.start, abs=0.021) and a.end == pytest.approx(b.end, abs=0.021)
         assert got.score == pytest.approx(expected.score, abs=1e-2)
+        assert got.alignment_score == pytest.approx(expected.alignment_score, rel=1e-3, abs=1e-2)
 
 
 def test_recordings_in_the_short_and_the_long_window_are_decoded_as_pytorch_decodes_them(exported, onnx_recognizers,

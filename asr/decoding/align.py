@@ -4,7 +4,7 @@ word time stamps they give. numpy only: the PyTorch and the ONNX Runtime paths s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -105,14 +105,21 @@ class FrameTiming:
         return round(max(0.0, start), 3), round(min(duration, end), 3)
 
 
+class TimeStamps(NamedTuple):
+    token_times: list[tuple[float, float]]
+    words: list[Word]
+    alignment: list[int]
+    path_score: Optional[float]  # log-probability of the aligned path: how well the tokens fit the audio
+
+
 def time_stamps(log_probs: np.ndarray, tokens: list[int], tokenizer: "Tokenizer", timing: FrameTiming,
-                duration: float, blank_id: int) -> tuple[list[tuple[float, float]], list[Word], list[int]]:
-    """Token times, word times and the frame alignment of one utterance; log_probs (T', V) of its
-    valid frames. All empty when the tokens do not fit in the frames."""
+                duration: float, blank_id: int) -> TimeStamps:
+    """Token times, word times, the frame alignment of one utterance and its path's log-probability;
+    log_probs (T', V) of its valid frames. All empty (the score None) when the tokens do not fit."""
     log_probs = np.asarray(log_probs, dtype=np.float32)
     alignment = forced_align(log_probs, tokens, blank_id)
     if alignment is None:
-        return [], [], []
+        return TimeStamps([], [], [], None)
     spans = token_frames(alignment, len(tokens))
     token_times = [timing.span(first, last, duration) for first, last in spans]
     confidence = [float(np.exp(log_probs[first : last + 1, token]).mean()) for (first, last), token in zip(spans, tokens)]
@@ -121,4 +128,10 @@ def time_stamps(log_probs: np.ndarray, tokens: list[int], tokenizer: "Tokenizer"
              sum(confidence[p] for p in positions) / len(positions))
         for word, positions in tokenizer.words(tokens)
     ]
-    return token_times, words, alignment
+    return TimeStamps(token_times, words, alignment, path_log_prob(log_probs, tokens, alignment, blank_id))
+
+
+def path_log_prob(log_probs: np.ndarray, tokens: Sequence[int], alignment: Sequence[int], blank_id: int = 0) -> float:
+    """The log-probability of the CTC path that `alignment` (forced_align's) reads off `tokens`."""
+    emitted = [tokens[p] if p != BLANK_POSITION else blank_id for p in alignment]
+    return float(np.asarray(log_probs)[np.arange(len(alignment)), emitted].sum())

@@ -147,7 +147,7 @@ def _decode_in_window(
     timings = Timings(encoded - start, searched - encoded, align_done - searched, finished - align_done)
     results = []
     for b, hyp in enumerate(best):
-        token_times, words, alignment = aligned[b]
+        token_times, words, alignment, path_score = aligned[b]
         results.append(Result(
             text=texts[b],
             tokens=list(hyp.tokens),
@@ -156,6 +156,7 @@ def _decode_in_window(
             token_times=token_times,
             words=words,
             alignment=alignment,
+            alignment_score=path_score,
             frame_timing=timing,
             duration=durations[b],
             speech_prob=speech_probs[b],

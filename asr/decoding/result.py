@@ -44,6 +44,9 @@ class Result:
     token_times: list[tuple[float, float]]  # (start, end) seconds per token
     words: list[Word]
     alignment: list[int]  # per encoder frame, the position in `tokens` it emits, or -1 for a blank
+    # The CTC log-probability of that path (None without one): how well the text fits the audio by
+    # the CTC head alone, without the decoder's sense of what text is likely.
+    alignment_score: Optional[float]
     frame_timing: FrameTiming  # where encoder frames (alignment, attention columns) lie in time
     duration: float  # seconds of audio
     speech_prob: float  # CTC non-blank posterior, mean over its densest 1 s (the no-speech gate's measure)

@@ -164,10 +164,10 @@ class OnnxRecognizer:
         text = self.tokenizer.decode(best.tokens)
         shared = self.ctc_tokenizer is self.tokenizer
         labels = list(best.tokens) if shared else self.ctc_tokenizer.encode(text)
-        token_times, words, alignment = time_stamps(log_probs, labels, self.ctc_tokenizer, self.timing, duration,
-                                                    self.config.blank_id)
+        stamps = time_stamps(log_probs, labels, self.ctc_tokenizer, self.timing, duration, self.config.blank_id)
         return Result(text=text, tokens=list(best.tokens), pieces=[self.tokenizer.piece(t) for t in best.tokens],
-                      score=best.score, token_times=token_times, words=words, alignment=alignment,
+                      score=best.score, token_times=stamps.token_times, words=stamps.words,
+                      alignment=stamps.alignment, alignment_score=stamps.path_score,
                       frame_timing=self.timing, duration=duration, speech_prob=speech_prob,
                       timings=Timings(0.0, 0.0, 0.0, 0.0), no_speech_prob=no_speech)
 
