@@ -87,7 +87,7 @@ class LiveConfig:
     partial_quantize: Optional[str] = "int8"
     # Commit the words that `commit_after` partials in a row agree on (local agreement): they show as
     # stable, and every later partial continues them (a forced prefix), so they stay until the final,
-    # which decodes the utterance anew (see the module's notes). Otherwise, and for models not
+    # which keeps them unless the audio says otherwise (see the module's notes). Otherwise, and for models not
     # decoded in mode "attention", stable words are the agreed ones, and a later partial may differ.
     commit: bool = True
     # Partials in a row that must agree on a word before it is committed. With finals that keep the
