@@ -315,7 +315,8 @@ class LiveRecognizer:
         stable = [_bare(w) for w in decode(list(request.committed)).split()]
         if [_bare(w) for w in decode(own.tokens[len(request.earlier):]).split()][: len(stable)] == stable:
             return own
-        kept = self.recognizer.transcribe(audio, dataclasses.replace(options, prefix=request.earlier + request.committed))
+        continuing = dataclasses.replace(options, prefix=request.earlier + request.committed)
+        kept = self.recognizer.transcribe(audio, continuing)
         keeps = kept.alignment_score is not None and \
             kept.alignment_score >= own.alignment_score - self.config.keep_stable_margin
         return kept if keeps else own
