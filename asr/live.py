@@ -92,14 +92,14 @@ class LiveConfig:
     commit: bool = True
     # Partials in a row that must agree on a word before it is committed. With finals that keep the
     # stable words only where they fit the audio (keep_stable_margin), two: on development speakers
-    # (benchmarks/live_latency.py, ONNX Runtime, AMD EPYC; latency on utterances 3-5 of each speaker
-    # of recipes/whisper_ctc/dev_noise.py's clean set and on the 20 first of exp/libri_dev.jsonl,
-    # accuracy on the 200 utterances of dev_noise.py --per-speaker 20) words reached their final
-    # form after 1.17 s and 1.62 s (median) against 1.48 s and 1.71 s with three and finals decoded
-    # anew, a stable word revised in 30 of 122 and 78 of 206 partials (23 of 82, 95 of 175), and
-    # streaming finals cost +0.2 points [-2.3, 2.7] against offline decoding (+1.3 [-0.1, 3.1] with
-    # three, finals decoded anew and partials every 0.3 s, which did not shorten the wait on LibriSpeech).
-    # Two alone, without the CTC head's say, had a stable word revised in 48 of 122.
+    # (benchmarks/live_latency.py, ONNX Runtime, AMD EPYC; latency on recipes/whisper_ctc/dev_noise.py's
+    # live_clean.jsonl and the first 20 clips of its libri_dev.jsonl, accuracy on the 200 utterances
+    # of dev_noise.py --per-speaker 20) words reached their final form after 1.17 s and 1.62 s
+    # (median) against 1.48 s and 1.71 s with three and finals decoded anew, a stable word revised in
+    # 30 of 122 and 78 of 206 partials (23 of 82, 95 of 175), and streaming finals cost +0.2 points
+    # [-2.3, 2.7] against offline decoding (+1.3 [-0.1, 3.1] with three, finals decoded anew and
+    # partials every 0.3 s, which did not shorten the wait on LibriSpeech). Two alone, without the
+    # CTC head's say, had a stable word revised in 48 of 122.
     commit_after: int = 2
     # A final is decoded after up to this much of the stream before its utterance, the earlier
     # utterances' words forced as a prefix (see the module's notes); 0: each utterance alone. The
@@ -312,8 +312,8 @@ class LiveRecognizer:
         if not request.committed or own.alignment_score is None:
             return own
         decode = self.recognizer.tokenizer.decode
-        stable = [_bare(w) for w in decode(list(request.committed)).split()]
-        if [_bare(w) for w in decode(own.tokens[len(request.earlier):]).split()][: len(stable)] == stable:
+        stable = decode(list(request.committed)).split()
+        if _agreement([stable, decode(own.tokens[len(request.earlier):]).split()]) == len(stable):
             return own
         continuing = dataclasses.replace(options, prefix=request.earlier + request.committed)
         kept = self.recognizer.transcribe(audio, continuing)

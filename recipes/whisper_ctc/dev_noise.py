@@ -7,6 +7,10 @@ training split (its music and street recordings are all in the test split). A mi
 the seed, the condition and the utterance's place alone.
 
     python recipes/whisper_ctc/dev_noise.py --out exp/dev_noise    # clean.jsonl, babble_5.jsonl, ...
+
+It also writes the live recognizer's latency sets (benchmarks/live_latency.py --latency-manifest):
+live_clean.jsonl, utterances 3-5 of each development speaker's clean ones, and libri_dev.jsonl, the
+LibriSpeech readers' clips that libri_dev_ids.txt lists (longer, read speech).
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ import numpy as np
 
 from asr.audio import load_audio
 from asr.data.augment import fit_to_length, make_babble, mix_at_snr
-from asr.data.manifest import Utterance
+from asr.data.manifest import Utterance, read_manifest
 from asr.data.noise import TRAIN, NoiseBank
 from asr.noisy import PEAK
 
 KINDS = ("babble", "noise")
 SNRS = (5.0, 0.0)
 SAMPLE_RATE = 16000
+LIVE_UTTERANCES = slice(2, 5)  # of each speaker's, for live_clean.jsonl
+LIBRI_DEV_IDS = Path(__file__).with_name("libri_dev_ids.txt")
 
 
 def mixtures(clean: list[np.ndarray], voices: list[str], data_dir: Path, kind: str, snr: float,
@@ -64,6 +70,28 @@ def write_set(out: Path, name: str, utterances: list[Utterance], audio: list[np.
     return manifest
 
 
+def write_live_clean(clean: Path) -> Path:
+    """live_clean.jsonl beside the manifest `clean`: its utterances 3-5 of each speaker."""
+    by_speaker: dict[str, list[str]] = {}
+    for line in clean.read_text().splitlines():
+        by_speaker.setdefault(json.loads(line)["speaker"], []).append(line + "\n")
+    manifest = clean.with_name("live_clean.jsonl")
+    manifest.write_text("".join(line for lines in by_speaker.values() for line in lines[LIVE_UTTERANCES]))
+    return manifest
+
+
+def write_libri_dev(out: Path, data_dir: Path) -> Path:
+    """out/libri_dev.jsonl: the untranscribed LibriSpeech clips that LIBRI_DEV_IDS lists, in its order."""
+    wanted = [line for line in LIBRI_DEV_IDS.read_text().split("\n") if line and not line.startswith("#")]
+    folder = data_dir / "speech" / "librispeech_untranscribed"
+    clips = {utt.id: utt for utt in read_manifest(folder / "manifest.jsonl")}
+    rows = [{"id": i, "audio": str(Path(clips[i].audio).resolve()), "text": "", "speaker": clips[i].speaker,
+             "duration": clips[i].duration} for i in wanted]
+    manifest = out / "libri_dev.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return manifest
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default="../shared/data")
@@ -78,7 +106,8 @@ def main() -> None:
     data_dir = Path(args.data_dir)
     train, dev = speech_sets(data_dir, args.per_speaker, args.dev_speakers, args.seed)
     clean = [load_audio(u.audio) for u in dev]
-    print(write_set(args.out, "clean", dev, clean))
+    print(write_live_clean(write_set(args.out, "clean", dev, clean)))
+    print(write_libri_dev(args.out, data_dir))
     for kind in KINDS:
         for snr in SNRS:
             mixed = mixtures(clean, [u.audio for u in train], data_dir, kind, snr, args.seed)
