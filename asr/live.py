@@ -27,7 +27,10 @@ not depend on chunking either: chunks of any size give the same partials and the
 A final is decoded with the utterances just before it as context, as offline decoding of the
 whole recording would hear them: their audio precedes the utterance's in the decoded window and
 their words are forced as a prefix, so only the utterance's own words are new. A speaker who pauses
-mid-sentence is otherwise decoded in pieces, each without the words around it.
+mid-sentence is otherwise decoded in pieces, each without the words around it. An utterance whose
+final has no words is heard again by the next ones' partials and final, which decode from where
+it began: alone, a speaker's first words or half a sentence can fall under the no-speech gates
+that the whole, as offline decoding reads it, passes.
 
 Work and memory per second are bounded however long the stream runs: an utterance is closed at
 latest after `vad.max_segment_seconds`, and audio before the detector's settled point (or before
@@ -104,7 +107,11 @@ class LiveConfig:
     # A final is decoded after up to this much of the stream before its utterance, the earlier
     # utterances' words forced as a prefix (see the module's notes); 0: each utterance alone. The
     # context goes back no further than a final without words, and the window stays within the
-    # model's own (Whisper's 30 s).
+    # model's own (Whisper's 30 s). Utterances whose finals had no words are decoded again with
+    # the next one if they began at most this long ago: on the 200 utterances of
+    # recipes/whisper_ctc/dev_noise.py --per-speaker 20 (benchmarks/live_latency.py --accuracy,
+    # AMD EPYC), streaming then cost -0.4 points [-2.6, 1.7] against offline decoding on clean speech,
+    # 44 transcripts differing, instead of +0.2 [-2.3, 2.7] and 49; in 5 dB babble nothing changed.
     final_context_seconds: float = 20.0
     # Audio before an utterance's span (which starts the detector's pre-roll, 0.2 s, before its first
     # speech) that its partials and final also decode, back to the end of the utterance before: a
@@ -231,6 +238,9 @@ class LiveRecognizer:
         self._longest_final = self.final_options.pad_to_frames * hop or None  # samples a final may decode
         self._lead = round(config.lead_seconds * self.rate)
         self._last_end = 0  # where the last utterance closed ended: no decode of a later one reads before it
+        # (where its span starts, where its decode starts) of the first of the finals without words
+        # since the last with words: later utterances are decoded from there (see _lead_start)
+        self._wordless: Optional[tuple[int, int]] = None
         self._ahead: Optional[tuple[_FinalRequest, Result]] = None  # a final decoded ahead: _decode_ahead
         self._finished = False
 
@@ -284,9 +294,12 @@ class LiveRecognizer:
         oldest = settled - round(self.config.final_context_seconds * self.rate)
         while self._context and self._context[0][0] < oldest:
             self._context.popleft()
-        # What a later utterance's decode may read: its lead, or its context.
+        if self._wordless is not None and self._wordless[1] < oldest:
+            self._wordless = None
+        # What a later utterance's decode may read: its lead, its context, or wordless utterances.
         keep = settled - self._lead
         keep = min(keep, self._context[0][0]) if self._context else keep
+        keep = min(keep, self._wordless[1]) if self._wordless is not None else keep
         if keep - self._audio.start >= FORGET_STEP_SECONDS * self.rate:
             self._audio.forget_before(keep)
         return finals
@@ -340,29 +353,44 @@ class LiveRecognizer:
         result = ahead[1] if ahead is not None and ahead[0] == request else self._decode_final(request)
         audio = self._audio.take(request.audio)
         start, own_start, earlier = request.audio.start, request.own_start, request.earlier
+        utterance_start = self._utterance_start(span.start)
         self._last_end = span.end
         self._committed = ()
         self._heard_words = False
         self._recent.clear()
         own = result.tokens[len(earlier):]
         text = self.recognizer.tokenizer.decode(own).strip()
-        if text and self._uses_context:
-            self._context.append((own_start, tuple(own)))
-        elif not text:  # no context reaches back over an utterance without words
+        if text:
+            self._wordless = None
+            if self._uses_context:
+                self._context.append((own_start, tuple(own)))
+        else:  # no context reaches back over an utterance without words; its audio is read again
             self._context.clear()
+            if self._wordless is None and self.config.final_context_seconds > 0:
+                self._wordless = (span.start, own_start)
         offset = start / self.rate
         # Word times come from the CTC head, whose vocabulary may be its own: count words as written.
         context_words = len(self.recognizer.tokenizer.decode(list(earlier)).split())
         words = [Word(w.word, round(offset + w.start, 3), round(offset + w.end, 3), w.confidence)
                  for w in result.words[context_words:]]
-        return Final(text, round(span.start / self.rate, 3), round(span.end / self.rate, 3), words, result, audio,
-                     round((span.start - start) / self.rate, 3))
+        return Final(text, round(utterance_start / self.rate, 3), round(span.end / self.rate, 3), words, result,
+                     audio, round((utterance_start - start) / self.rate, 3))
+
+    def _utterance_start(self, start: int) -> int:
+        """Where the utterance whose span starts at `start` begins for its partials and final: at
+        the first wordless utterance before it that its decodes read again, if any."""
+        return self._wordless[0] if self._wordless is not None else start
 
     def _lead_start(self, start: int, end: int) -> int:
         """Where a decode of the utterance that starts at `start` begins, if it is to end at `end`:
         `lead_seconds` earlier, but not before the last utterance's end nor so early that the
-        audio outgrows the model's window."""
+        audio outgrows the model's window. After finals without words, where the first of them
+        began: a speaker's first words, or a sentence cut at a pause, can be too short or too faint
+        alone for the no-speech gates, which the same audio heard whole, as offline decoding
+        hears it, passes."""
         lead_start = max(start - self._lead, self._last_end)
+        if self._wordless is not None:
+            lead_start = min(lead_start, self._wordless[1])
         if self._longest_final is not None:
             lead_start = max(lead_start, end - self._longest_final)
         return min(start, lead_start)
@@ -401,7 +429,8 @@ class LiveRecognizer:
             return []
         if not text.startswith(stable):  # the loop cut reached into committed words
             text = stable
-        return [Partial(text, stable, round(start / self.rate, 3), round(self._audio.end / self.rate, 3))]
+        return [Partial(text, stable, round(self._utterance_start(start) / self.rate, 3),
+                        round(self._audio.end / self.rate, 3))]
 
     def _commit(self, tokens: list[int], words: int) -> None:
         """Commits the tokens of the first `words` words of a partial whose tokens are `tokens`

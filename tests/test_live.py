@@ -228,6 +228,27 @@ def test_a_final_is_decoded_after_the_utterances_before_it(recognizer, talk):
         LiveConfig(lead_seconds=-0.1)
 
 
+def test_after_a_final_without_words_the_next_utterance_is_decoded_from_where_that_one_began(recognizer, talk):
+    """An utterance the no-speech gates silence (here every one: no decode passes a threshold of 1)
+    is read again with the next, as offline decoding hears the two: the second final's audio
+    begins where the first's did, and it stands for both. Not so without context, nor once the
+    wordless one lies more than final_context_seconds back."""
+    samples, clips = talk
+    deaf = dict(no_speech_threshold=1.0)
+    first, second = [e for e in run(LiveRecognizer(recognizer, **deaf), samples, RATE // 10) if isinstance(e, Final)]
+    assert first.text == second.text == "" and not first.words
+    first_audio = first.start - first.context
+    assert second.start == first.start and second.context == first.context
+    assert len(second.audio) == round((second.end - first_audio) * RATE)
+    assert second.end > first.end + len(clips[1]) / RATE - 0.5
+
+    for config in (LiveConfig(final_context_seconds=0), LiveConfig(final_context_seconds=0.5)):
+        alone = [e for e in run(LiveRecognizer(recognizer, config, **deaf), samples, RATE // 10) if isinstance(e, Final)]
+        assert (alone[0].start, alone[0].end, alone[1].end) == (first.start, first.end, second.end)
+        assert alone[0].end < alone[1].start < alone[0].end + 1.0  # the pause between the sentences
+        assert len(alone[1].audio) < len(second.audio) - len(clips[0])
+
+
 def test_memory_stays_bounded_on_speech_without_pauses(recognizer):
     clip = load_audio(CLIPS[0], RATE)
     speech = np.concatenate([clip[int(0.3 * RATE) : -int(0.3 * RATE)]] * 16)  # about 70 s, no pause of 0.5 s
