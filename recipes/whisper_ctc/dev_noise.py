@@ -106,7 +106,9 @@ def main() -> None:
     data_dir = Path(args.data_dir)
     train, dev = speech_sets(data_dir, args.per_speaker, args.dev_speakers, args.seed)
     clean = [load_audio(u.audio) for u in dev]
-    print(write_live_clean(write_set(args.out, "clean", dev, clean)))
+    clean_manifest = write_set(args.out, "clean", dev, clean)
+    print(clean_manifest)
+    print(write_live_clean(clean_manifest))
     print(write_libri_dev(args.out, data_dir))
     for kind in KINDS:
         for snr in SNRS:
