@@ -18,8 +18,11 @@ that the final then revised is counted too.
 Accuracy: every clip of each manifest is decoded offline (Recognizer.transcribe, as `asr eval`
 does) and streamed (LiveRecognizer fed 0.5 s chunks as fast as it takes them; its finals, joined).
 Partials are decoded at fixed points of the stream and the detector's cuts do not depend on chunks,
-so neither partials nor finals depend on chunking or pacing: this is what a live run gives. WER after the one normaliser, 95 % intervals over speakers, and the
-paired difference of streaming less offline.
+so neither partials nor finals depend on chunking or pacing: this is what a live run gives. WER after
+the one normaliser, 95 % intervals over speakers, and the paired difference of streaming less
+offline. The same clips are decoded offline by peers too (--peers, from benchmarks/peers.py: by
+default Whisper tiny.en unchanged in our architecture and faster-whisper), with the paired
+difference of streaming less each: where streaming stands against the models ours grew from.
 
 Writes results.json and RESULTS.md to --out (default benchmarks/runs/live). Not part of the tests.
 """
@@ -34,11 +37,13 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from machine import REPO, machine
+from peers import SYSTEMS, build
 
 import asr
 from asr.analysis.bootstrap import speaker_clusters, wer_difference_interval, wer_interval
@@ -163,27 +168,38 @@ def stream_finals(recognizer, clip: np.ndarray, config: LiveConfig) -> str:
     return " ".join(e.text for e in events if isinstance(e, Final) and e.text)
 
 
-def accuracy_part(recognizer, manifest: Path, config: LiveConfig) -> dict:
+def accuracy_part(recognizer, manifest: Path, config: LiveConfig, peers: dict[str, Callable[[np.ndarray], str]]) -> dict:
     rows = read_manifest(manifest)
     offline, streamed = [], []
+    by_peer: dict[str, list] = {name: [] for name in peers}
     for number, row in enumerate(rows, 1):
         clip = load_audio(row.audio, RATE)
         ref = normalize(row.text)
-        offline.append(score_utterance(row.id, ref, normalize(recognizer.transcribe(clip).text), row.speaker))
-        streamed.append(score_utterance(row.id, ref, normalize(stream_finals(recognizer, clip, config)), row.speaker))
+        score = lambda text: score_utterance(row.id, ref, normalize(text), row.speaker)  # noqa: E731
+        offline.append(score(recognizer.transcribe(clip).text))
+        streamed.append(score(stream_finals(recognizer, clip, config)))
+        for name, transcribe in peers.items():
+            by_peer[name].append(score(transcribe(clip)))
         if number % 25 == 0:
             print(f"accuracy {manifest}: {number}/{len(rows)}", file=sys.stderr, flush=True)
     clusters = speaker_clusters([r.id for r in rows], [r.speaker for r in rows])
     words = [u.words.reference_length for u in offline]
-    errors_off, errors_live = [u.words.errors for u in offline], [u.words.errors for u in streamed]
+    errors = lambda scored: [u.words.errors for u in scored]  # noqa: E731
     result = {"manifest": str(manifest), "utterances": len(rows), "words": sum(words),
-              "offline": wer_interval(errors_off, words, clusters), "streaming": wer_interval(errors_live, words, clusters),
-              "difference": wer_difference_interval(errors_live, errors_off, words, clusters=clusters),
+              "offline": wer_interval(errors(offline), words, clusters),
+              "streaming": wer_interval(errors(streamed), words, clusters),
+              "difference": wer_difference_interval(errors(streamed), errors(offline), words, clusters=clusters),
               "texts_differ": sum(a.hyp != b.hyp for a, b in zip(offline, streamed))}
-    return {k: (v.__dict__ if hasattr(v, "estimate") else v) for k, v in result.items()}
+    as_data = lambda interval: interval.__dict__  # noqa: E731
+    peer_results = {name: {"wer": as_data(wer_interval(errors(scored), words, clusters)),
+                           "streaming_minus_peer": as_data(wer_difference_interval(errors(streamed), errors(scored), words,
+                                                                                  clusters=clusters))}
+                    for name, scored in by_peer.items()}
+    return {**{k: (as_data(v) if hasattr(v, "estimate") else v) for k, v in result.items()}, "peers": peer_results}
 
 
 def markdown(results: dict) -> str:
+    fmt = lambda i: f"{100 * i['estimate']:.1f} [{100 * i['lo']:.1f}, {100 * i['hi']:.1f}]"  # noqa: E731
     lines = ["# Live transcription: latency and accuracy", "",
              f"Command: `{results['command']}`  ", f"{results['machine']}  ",
              f"Model: {results['model']} on {RUNTIMES[results.get('runtime', 'torch')]}; threads: {results['threads']}; "
@@ -209,12 +225,19 @@ def markdown(results: dict) -> str:
                   "| set | utterances | words | offline | streaming | difference | relative | texts that differ |",
                   "|---|---|---|---|---|---|---|---|"]
         for acc in results["accuracy"]:
-            fmt = lambda i: f"{100 * i['estimate']:.1f} [{100 * i['lo']:.1f}, {100 * i['hi']:.1f}]"  # noqa: E731
             relative = (acc["difference"]["estimate"] / acc["offline"]["estimate"]) if acc["offline"]["estimate"] else 0.0
             name = "/".join(Path(acc["manifest"]).parts[-3:])
             lines.append(f"| {name} | {acc['utterances']} | {acc['words']} | {fmt(acc['offline'])} | "
                          f"{fmt(acc['streaming'])} | {fmt(acc['difference'])} | {100 * relative:+.1f} % | "
                          f"{acc['texts_differ']} |")
+    if any(acc.get("peers") for acc in results.get("accuracy", [])):
+        lines += ["", "## The same clips decoded offline by peers", "",
+                  "WER % with 95 % interval over speakers; streaming - peer, paired: below zero, streaming made fewer errors.",
+                  "", "| set | peer | WER | streaming - peer |", "|---|---|---|---|"]
+        for acc in results["accuracy"]:
+            name = "/".join(Path(acc["manifest"]).parts[-3:])
+            for peer, found in acc.get("peers", {}).items():
+                lines.append(f"| {name} | {peer} | {fmt(found['wer'])} | {fmt(found['streaming_minus_peer'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -232,6 +255,9 @@ def main() -> None:
     parser.add_argument("--runtime", choices=("onnx", "torch"), default="onnx",
                         help="onnx: ONNX Runtime, as `asr transcribe --stream` runs by default; torch: PyTorch, as "
                              "the demo runs (it shows attention weights)")
+    parser.add_argument("--peers", default="tiny.en-unchanged,faster-whisper-int8",
+                        help=f"systems of benchmarks/peers.py that decode the accuracy part's clips offline too, "
+                             f"comma-separated (empty: none); from {', '.join(SYSTEMS)}")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "runs" / "live")
     args = parser.parse_args()
@@ -244,7 +270,8 @@ def main() -> None:
         warm_up.transcribe(np.zeros(RATE, np.float32))
     if args.latency_clips:
         results["latency"] = latency_part(recognizer, args.latency_manifest, args.latency_clips, config)
-    results["accuracy"] = [accuracy_part(recognizer, manifest, config) for manifest in args.accuracy]
+    peers = {name: build(name, args.threads) for name in args.peers.split(",") if name} if args.accuracy else {}
+    results["accuracy"] = [accuracy_part(recognizer, manifest, config, peers) for manifest in args.accuracy]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.out / "RESULTS.md").write_text(markdown(results))
