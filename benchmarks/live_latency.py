@@ -30,6 +30,7 @@ Writes results.json and RESULTS.md to --out (default benchmarks/runs/live). Not 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import json
 import re
@@ -46,7 +47,7 @@ from machine import REPO, machine
 from peers import SYSTEMS, build
 
 import asr
-from asr.analysis.bootstrap import speaker_clusters, wer_difference_interval, wer_interval
+from asr.analysis.bootstrap import Interval, speaker_clusters, wer_difference_interval, wer_interval
 from asr.audio import load_audio
 from asr.cli import apply_overrides
 from asr.config import from_dict, to_dict
@@ -190,16 +191,16 @@ def accuracy_part(recognizer, manifest: Path, config: LiveConfig, peers: dict[st
               "streaming": wer_interval(errors(streamed), words, clusters),
               "difference": wer_difference_interval(errors(streamed), errors(offline), words, clusters=clusters),
               "texts_differ": sum(a.hyp != b.hyp for a, b in zip(offline, streamed))}
-    as_data = lambda interval: interval.__dict__  # noqa: E731
+    as_data = dataclasses.asdict
     peer_results = {name: {"wer": as_data(wer_interval(errors(scored), words, clusters)),
                            "streaming_minus_peer": as_data(wer_difference_interval(errors(streamed), errors(scored), words,
                                                                                   clusters=clusters))}
                     for name, scored in by_peer.items()}
-    return {**{k: (as_data(v) if hasattr(v, "estimate") else v) for k, v in result.items()}, "peers": peer_results}
+    return {**{k: (as_data(v) if isinstance(v, Interval) else v) for k, v in result.items()}, "peers": peer_results}
 
 
 def markdown(results: dict) -> str:
-    fmt = lambda i: f"{100 * i['estimate']:.1f} [{100 * i['lo']:.1f}, {100 * i['hi']:.1f}]"  # noqa: E731
+    fmt = lambda data: Interval(**data).format()  # noqa: E731
     lines = ["# Live transcription: latency and accuracy", "",
              f"Command: `{results['command']}`  ", f"{results['machine']}  ",
              f"Model: {results['model']} on {RUNTIMES[results.get('runtime', 'torch')]}; threads: {results['threads']}; "
