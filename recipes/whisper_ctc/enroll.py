@@ -20,6 +20,9 @@ Speech but its held-out clips, FSDD's training speakers, and the untranscribed L
 
     python recipes/whisper_ctc/enroll.py --exp exp/enroll --steps 400          # embeddings, then training
     python recipes/whisper_ctc/enroll.py --exp exp/enroll --export asr/models/whisper-tiny-ctc
+
+A model that already has adapters (the shipped default) trains on from them: a further round, which
+needs mixtures the first did not see (--mixture-seed).
 """
 
 from __future__ import annotations
@@ -177,7 +180,8 @@ def mixture(speakers: dict[str, list[Piece]], targets: list[str], embeddings: di
 
 
 def with_adapters(default: ASRModel, config: SpeakerConfig) -> ASRModel:
-    """The default model with new (zero-output) speaker adapters; only they can be trained."""
+    """The default model with speaker adapters (its own, or new zero-output ones when it has none);
+    only they can be trained."""
     model_config = replace(default.config, encoder=replace(default.config.encoder, speaker=config))
     model = ASRModel(model_config)
     missing, unexpected = model.load_state_dict(default.state_dict(), strict=False)
@@ -210,7 +214,7 @@ def train(args, teacher, student, speakers, embeddings, augmenter, exp: Path) ->
     student.train()
     for step in range(start + 1, args.steps + 1):
         began = time.time()
-        rng = np.random.default_rng([args.seed, step])  # a step's data depends on the step alone: exact resume
+        rng = np.random.default_rng([args.mixture_seed, step])  # a step's data depends on the step alone: exact resume
         windows = [mixture(speakers, targets, embeddings, augmenter, rng) for _ in range(args.batch)]
         clean_audio, lengths = batch_of([w[0] for w in windows])
         heard_audio, _ = batch_of([w[1] for w in windows])
@@ -265,9 +269,12 @@ def main() -> None:
     parser.add_argument("--dev-speakers", type=int, default=10, help="as gate_head.py: kept out of training")
     parser.add_argument("--save-every", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="which training speakers are development ones")
+    parser.add_argument("--mixture-seed", type=int, help="the draw of training mixtures (default: --seed)")
     parser.add_argument("--export", help="write the model with the latest checkpoint's adapters here, and stop")
     args = parser.parse_args()
+    if args.mixture_seed is None:
+        args.mixture_seed = args.seed
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     data_dir, exp = Path(args.data_dir), Path(args.exp)
