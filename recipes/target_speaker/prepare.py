@@ -15,12 +15,20 @@ Each row of a condition's manifest carries the target's transcript (`text`), the
 talker's (`interferer_text`), both enrollments, and where each talker speaks (seconds).
 
     python recipes/target_speaker/prepare.py --data-dir ../shared/data --out exp/target_speaker
+
+`--split dev` makes the same conditions (but the crowd, whose recordings are test noise) from the
+ten speechocean762 train-split speakers that every training here keeps out (the development
+speakers of recipes/whisper_ctc), several targets each: what a setting of enrolled recognition is
+chosen on.
+
+    python recipes/target_speaker/prepare.py --split dev --targets-per-speaker 6 --out exp/target_speaker_dev
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -43,15 +51,24 @@ CONDITIONS = {"clean": (0, None), "two_talker_5": (1, 5.0), "two_talker_0": (1, 
 CROWD = "crowd_5"
 ABSENT = "target_absent"
 CROWD_SNR_DB = 5.0
+DEV_SPEAKERS = 10  # recipes/whisper_ctc's gate_head.py, distill.py and enroll.py keep these out
 
 
-def test_speakers(data_dir: Path) -> dict[str, list[Utterance]]:
-    """speechocean762's test split by speaker (the speakers no training ever used)."""
+def split_speakers(data_dir: Path, split: str) -> dict[str, list[Utterance]]:
+    """speechocean762's test split by speaker (the speakers no training ever used), or, for "dev",
+    the train-split speakers every training here keeps out."""
     manifest = data_dir / "speech" / "speechocean762" / "manifest.jsonl"
-    test = {row["id"] for row in map(json.loads, manifest.read_text().splitlines()) if row["split"] == "test"}
+    if split == "dev":
+        sys.path.insert(0, str(Path(__file__).parents[1] / "whisper_ctc"))
+        from gate_head import speech_sets
+
+        _, dev = speech_sets(data_dir, per_speaker=1000, dev_speakers=DEV_SPEAKERS, seed=0)
+        chosen = {u.id for u in dev}
+    else:
+        chosen = {row["id"] for row in map(json.loads, manifest.read_text().splitlines()) if row["split"] == "test"}
     speakers: dict[str, list[Utterance]] = defaultdict(list)
     for u in read_manifest(manifest):
-        if u.id in test:
+        if u.id in chosen:
             speakers[u.speaker].append(u)
     return {s: sorted(us, key=lambda u: u.id) for s, us in sorted(speakers.items()) if len(us) > 2 * ENROLL_UTTERANCES}
 
@@ -112,25 +129,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--out", default="exp/target_speaker")
-    parser.add_argument("--speakers", type=int, default=0, help="the first N test speakers only (0: all)")
-    parser.add_argument("--conditions", default=",".join(CONDITIONS))
+    parser.add_argument("--split", choices=("test", "dev"), default="test")
+    parser.add_argument("--speakers", type=int, default=0, help="the first N speakers only (0: all)")
+    parser.add_argument("--targets-per-speaker", type=int, default=1)
+    parser.add_argument("--conditions", help="default: all (dev: all but the crowd)")
     args = parser.parse_args()
     data_dir, out = Path(args.data_dir), Path(args.out)
-    speakers = test_speakers(data_dir)
+    conditions = args.conditions.split(",") if args.conditions else \
+        [c for c in CONDITIONS if args.split == "test" or c != CROWD]
+    if args.split == "dev" and CROWD in conditions:
+        raise SystemExit(f"{CROWD} is made of test-split noise: not a development condition")
+    speakers = split_speakers(data_dir, args.split)
     if args.speakers:
         speakers = dict(list(speakers.items())[: args.speakers])
-    crowd = held_out_noise(data_dir / "noise", ["babble"])["babble"]
-    targets, enrolled = {}, {}
+    crowd = held_out_noise(data_dir / "noise", ["babble"])["babble"] if CROWD in conditions else None
+    targets, enrolled = [], {}
     for speaker, utterances in speakers.items():
         rng = seeded_rng(SEED, "enroll", speaker)
         order = [utterances[int(i)] for i in rng.permutation(len(utterances))]
         long_enough = [u for u in order if len(u.text.split()) >= MIN_TARGET_WORDS] or order
-        targets[speaker] = long_enough[0]
-        enrolled[speaker] = [u for u in order if u is not targets[speaker]][:ENROLL_UTTERANCES]
-    for name in args.conditions.split(","):
+        chosen = long_enough[: args.targets_per_speaker]
+        targets += chosen
+        enrolled[speaker] = [u for u in order if u not in chosen][:ENROLL_UTTERANCES]
+    for name in conditions:
         (out / name).mkdir(parents=True, exist_ok=True)
         rows = []
-        for speaker, target in targets.items():
+        for target in targets:
             audio, fields = mixture(name, target, speakers, enrolled, crowd, seeded_rng(SEED, name, target.id))
             path = out / name / f"{target.id}.wav"
             sf.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
