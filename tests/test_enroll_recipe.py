@@ -1,6 +1,7 @@
 """The adapters' training mixtures (recipes/whisper_ctc/enroll.py): who is heard, at what level, and
 what the label hears."""
 
+import importlib.util
 import sys
 
 import numpy as np
@@ -45,3 +46,18 @@ def test_mixtures_put_other_voices_over_the_target_and_the_label_hears_the_targe
             assert enroll.SIR_DB[0] - 0.5 <= sir <= enroll.SIR_DB[1] + 0.5, sir
         assert active_speech_power(clean) > 0
     assert 20 <= with_others < 30  # about 15 % of windows hold the target alone
+
+
+def test_the_development_mixtures_use_speakers_neither_the_adapters_nor_the_test_mixtures_use(data_dir):
+    # By path: recipes/whisper_ctc has a prepare.py of its own, which may already be imported as "prepare".
+    spec = importlib.util.spec_from_file_location("target_speaker_prepare",
+                                                  REPO / "recipes" / "target_speaker" / "prepare.py")
+    prepare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prepare)
+    dev = prepare.split_speakers(data_dir, "dev")
+    test = prepare.split_speakers(data_dir, "test")
+    trained = {key.split("/", 1)[1] for key in enroll.training_speakers(data_dir, prepare.DEV_SPEAKERS, seed=0)
+               if key.startswith("speechocean762/")}
+    assert len(dev) == prepare.DEV_SPEAKERS and len(test) == 125
+    assert not set(dev) & trained and not set(dev) & set(test) and not set(test) & trained
+    assert all(len(utterances) > 2 * prepare.ENROLL_UTTERANCES for utterances in dev.values())

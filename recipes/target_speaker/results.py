@@ -22,6 +22,10 @@ from prepare import ABSENT, CONDITIONS
 PEER = "faster-whisper-int8"
 # condition -> the share of errors enrollment must remove (issue 21); clean: no change beyond its interval
 TARGETS = {"two_talker_0": 0.5, "two_talker_5": 0.3}
+SPEAKERS = {"test": "Targets: speechocean762 test speakers (never used in training), one mixture each per condition "
+                    "(README.md).",
+            "dev": "Targets: the development speakers (speechocean762 train-split speakers no training used; "
+                   "prepare.py --split dev), several mixtures each per condition: for choosing, not for claims."}
 
 
 def errors(rows: list[dict], hyps: Optional[dict[str, str]], reference: str = "text",
@@ -137,11 +141,35 @@ def focus_section(hyps: Path) -> list[str]:
             markdown_table(header, rows_out), ""]
 
 
+def previous_section(data: Path, hyps: Path, previous: Path) -> list[str]:
+    """The target enrolled, this model's adapters against those of the model it would replace."""
+    header = ["condition", "mixtures", "previous adapters", "these adapters", "these − previous (points)"]
+    rows_out = []
+    for condition in CONDITIONS:
+        manifest = data / f"{condition}.jsonl"
+        if condition == ABSENT or not manifest.exists():
+            continue
+        rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+        before = errors(rows, hypotheses(previous / "target" / f"{condition}.jsonl"))
+        after = errors(rows, hypotheses(hyps / "target" / f"{condition}.jsonl"))
+        if before is None or after is None:
+            continue
+        rows_out.append([condition, str(len(rows)), cell(before), cell(after), change(after, before)[0]])
+    if not rows_out:
+        return []
+    return ["## Against the previous adapters", "",
+            "WER of the target's words with the target enrolled, the same mixtures decoded by the model "
+            f"these adapters would replace (`{previous}`); the change is paired by mixture, relative to it.", "",
+            markdown_table(header, rows_out), ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="exp/target_speaker")
     parser.add_argument("--hyps", default=None, help="evaluate.py's --out (default DATA/hyps)")
     parser.add_argument("--command", required=True, help="the command that produced the results, to quote")
+    parser.add_argument("--split", choices=("test", "dev"), default="test", help="prepare.py's --split")
+    parser.add_argument("--previous", help="evaluate.py's --out for the model these adapters would replace")
     args = parser.parse_args()
     data = Path(args.data)
     hyps = Path(args.hyps) if args.hyps else data / "hyps"
@@ -149,12 +177,13 @@ def main() -> None:
              "Produced by `recipes/target_speaker/results.py`; do not edit by hand.", "",
              f"- Command: `{args.command}`", f"- Git revision: {git_revision()}",
              f"- CPU: {cpu_model()}", "",
-             "Targets: speechocean762 test speakers (never used in training), one mixture each per condition "
-             "(README.md). WER after the project's normaliser, 95 % bootstrap intervals over target speakers; "
+             SPEAKERS[args.split] + " WER after the project's normaliser, 95 % bootstrap intervals over target speakers; "
              "the change is paired by mixture, relative to the WER without enrollment.", ""]
     lines += wer_section(data, hyps)
     lines += absent_section(data, hyps)
     lines += focus_section(hyps)
+    if args.previous:
+        lines += previous_section(data, hyps, Path(args.previous))
     print("\n".join(lines))
 
 
