@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from asr.analysis.bootstrap import Interval, UtteranceErrors
 from asr.analysis.markdown import markdown_table
@@ -69,16 +69,20 @@ def verdict(condition: str, plain: Optional[UtteranceErrors], diff: Optional[Int
     return "–"
 
 
+def spoken_conditions(data: Path) -> Iterator[tuple[str, list[dict]]]:
+    """(condition, its manifest's rows) for each prepared condition in which the target speaks."""
+    for condition in CONDITIONS:
+        manifest = data / f"{condition}.jsonl"
+        if condition != ABSENT and manifest.exists():
+            yield condition, [json.loads(line) for line in manifest.read_text().splitlines()]
+
+
 def wer_section(data: Path, hyps: Path) -> list[str]:
     header = ["condition", "mixtures", "target words", "faster-whisper", "default, no enrollment",
               "target enrolled", "enrolled − not (points)", "target", "other talker enrolled: target's words",
               "other talker enrolled: their words"]
     rows_out = []
-    for condition in CONDITIONS:
-        manifest = data / f"{condition}.jsonl"
-        if condition == ABSENT or not manifest.exists():
-            continue
-        rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for condition, rows in spoken_conditions(data):
         peer = errors(rows, hypotheses(data / "peers" / condition / f"{PEER}.jsonl"))
         plain = errors(rows, hypotheses(hyps / "none" / f"{condition}.jsonl"))
         enrolled = errors(rows, hypotheses(hyps / "target" / f"{condition}.jsonl"))
@@ -93,7 +97,7 @@ def wer_section(data: Path, hyps: Path) -> list[str]:
     return ["## WER of the target's words (%)", "", markdown_table(header, rows_out), ""]
 
 
-def absent_section(data: Path, hyps: Path) -> list[str]:
+def absent_section(data: Path, hyps: Path, split: str) -> list[str]:
     """The other talker alone: with the target enrolled, nothing should come out."""
     manifest = data / f"{ABSENT}.jsonl"
     if not manifest.exists():
@@ -113,7 +117,8 @@ def absent_section(data: Path, hyps: Path) -> list[str]:
         table.append([name, str(len(rows)), f"{100 * sum(c > 0 for c in counts) / len(rows):.0f} %",
                       f"{sum(counts) / len(rows):.1f}", cell(talker)])
     header = ["system", "clips", "clips with words", "words per clip", "WER of the talker's words"]
-    return [f"## The target silent, another test speaker talking ({ABSENT})", "",
+    who = {"test": "test", "dev": "development"}[split]
+    return [f"## The target silent, another {who} speaker talking ({ABSENT})", "",
             "The target is enrolled but says nothing: their words should be none. The talker's own words "
             f"({int(errors(rows, {}, 'interferer_text', 'interferer').words.sum())} in all) for comparison.", "",
             markdown_table(header, table), ""]
@@ -144,19 +149,20 @@ def focus_section(hyps: Path) -> list[str]:
 def previous_section(data: Path, hyps: Path, previous: Path) -> list[str]:
     """The target enrolled, this model's adapters against those of the model it would replace."""
     header = ["condition", "mixtures", "previous adapters", "these adapters", "these − previous (points)"]
-    rows_out = []
-    for condition in CONDITIONS:
-        manifest = data / f"{condition}.jsonl"
-        if condition == ABSENT or not manifest.exists():
-            continue
-        rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    rows_out, talked_over = [], []
+    for condition, rows in spoken_conditions(data):
         before = errors(rows, hypotheses(previous / "target" / f"{condition}.jsonl"))
         after = errors(rows, hypotheses(hyps / "target" / f"{condition}.jsonl"))
         if before is None or after is None:
             continue
         rows_out.append([condition, str(len(rows)), cell(before), cell(after), change(after, before)[0]])
+        if condition != "clean":
+            talked_over.append((before, after))
     if not rows_out:
         return []
+    if len(talked_over) > 1:  # the decision in one number: every mixture with other voices, paired
+        before, after = (UtteranceErrors.pool(side) for side in zip(*talked_over))
+        rows_out.append(["**all but clean**", str(len(before)), cell(before), cell(after), change(after, before)[0]])
     return ["## Against the previous adapters", "",
             "WER of the target's words with the target enrolled, the same mixtures decoded by the model "
             f"these adapters would replace (`{previous}`); the change is paired by mixture, relative to it.", "",
@@ -180,7 +186,7 @@ def main() -> None:
              SPEAKERS[args.split] + " WER after the project's normaliser, 95 % bootstrap intervals over target speakers; "
              "the change is paired by mixture, relative to the WER without enrollment.", ""]
     lines += wer_section(data, hyps)
-    lines += absent_section(data, hyps)
+    lines += absent_section(data, hyps, args.split)
     lines += focus_section(hyps)
     if args.previous:
         lines += previous_section(data, hyps, Path(args.previous))

@@ -248,7 +248,7 @@ def export(args, student, tokenizer, meta: dict, exp: Path) -> None:
     path, state = latest
     student.encoder.speaker_adapters.load_state_dict(state["adapters"])
     student.eval()
-    info = {**meta.get("info", {}), "speaker_adapters": f"trained to follow an enrolled voice, {path.name} "
+    info = {**meta.get("info", {}), "speaker_adapters": f"trained to follow an enrolled voice, {exp.name}/{path.name} "
             "(recipes/whisper_ctc/enroll.py)"}
     chars = load_ctc_tokenizer(args.model, meta, tokenizer)
     print(save_model(student, tokenizer, args.export, info, chars, meta.get("decoding"), meta.get("base"), True))
