@@ -56,8 +56,8 @@ def test_the_development_mixtures_use_speakers_neither_the_adapters_nor_the_test
     spec.loader.exec_module(prepare)
     dev = prepare.split_speakers(data_dir, "dev")
     test = prepare.split_speakers(data_dir, "test")
-    trained = {key.split("/", 1)[1] for key in enroll.training_speakers(data_dir, prepare.DEV_SPEAKERS, seed=0)
+    trained = {key.split("/", 1)[1] for key in enroll.training_speakers(data_dir, enroll.DEV_SPEAKERS, seed=0)
                if key.startswith("speechocean762/")}
-    assert len(dev) == prepare.DEV_SPEAKERS and len(test) == 125
+    assert len(dev) == enroll.DEV_SPEAKERS and len(test) == 125
     assert not set(dev) & trained and not set(dev) & set(test) and not set(test) & trained
     assert all(len(utterances) > 2 * prepare.ENROLL_UTTERANCES for utterances in dev.values())

@@ -51,7 +51,6 @@ CONDITIONS = {"clean": (0, None), "two_talker_5": (1, 5.0), "two_talker_0": (1, 
 CROWD = "crowd_5"
 ABSENT = "target_absent"
 CROWD_SNR_DB = 5.0
-DEV_SPEAKERS = 10  # recipes/whisper_ctc's gate_head.py, distill.py and enroll.py keep these out
 
 
 def split_speakers(data_dir: Path, split: str) -> dict[str, list[Utterance]]:
@@ -60,7 +59,7 @@ def split_speakers(data_dir: Path, split: str) -> dict[str, list[Utterance]]:
     manifest = data_dir / "speech" / "speechocean762" / "manifest.jsonl"
     if split == "dev":
         sys.path.insert(0, str(Path(__file__).parents[1] / "whisper_ctc"))
-        from gate_head import speech_sets
+        from gate_head import DEV_SPEAKERS, speech_sets
 
         _, dev = speech_sets(data_dir, per_speaker=1000, dev_speakers=DEV_SPEAKERS, seed=0)
         chosen = {u.id for u in dev}

@@ -49,7 +49,7 @@ from asr.data.augment import build_augmenter
 from asr.data.manifest import read_manifest
 from asr.decoding.beam_search import beam_search
 
-from gate_head import TEACHER, calibrate_gate, speech_sets, training_noise  # the same voices, dev speakers, gate
+from gate_head import DEV_SPEAKERS, TEACHER, calibrate_gate, speech_sets, training_noise  # the same voices, dev speakers, gate
 from speech_rate import token_cap, training_rates
 
 log = logging.getLogger("distill")
@@ -245,7 +245,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--mse-weight", type=float, default=1.0)
     parser.add_argument("--clean-weight", type=float, default=1.0)
-    parser.add_argument("--dev-speakers", type=int, default=10, help="as gate_head.py: kept for the gate")
+    parser.add_argument("--dev-speakers", type=int, default=DEV_SPEAKERS, help="as gate_head.py: kept for the gate")
     parser.add_argument("--save-every", type=int, default=20)
     parser.add_argument("--keep-every", type=int, default=80, help="checkpoints kept for the forgetting table")
     parser.add_argument("--threads", type=int, default=2)

@@ -50,7 +50,7 @@ from asr.model_folder import DEFAULT_MODEL, load_ctc_tokenizer, resolve_model
 from asr.noisy import PEAK
 
 from distill import SAMPLE_RATE, batch_of, noise_augmenter, student_loss, teach
-from gate_head import TEACHER, speech_sets
+from gate_head import DEV_SPEAKERS, TEACHER, speech_sets
 
 log = logging.getLogger("enroll")
 MAX_TARGET_SECONDS = 20.0
@@ -266,7 +266,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--mse-weight", type=float, default=1.0)
     parser.add_argument("--adapter-dim", type=int, default=SpeakerConfig.adapter_dim)
-    parser.add_argument("--dev-speakers", type=int, default=10, help="as gate_head.py: kept out of training")
+    parser.add_argument("--dev-speakers", type=int, default=DEV_SPEAKERS, help="as gate_head.py: kept out of training")
     parser.add_argument("--save-every", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="which training speakers are development ones")

@@ -29,7 +29,7 @@ from asr.recognizer import Recognizer
 from asr.scoring import score
 
 from distill import NOISE
-from gate_head import TEACHER, speech_sets
+from gate_head import DEV_SPEAKERS, TEACHER, speech_sets
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--exp", default="exp/distill")
     parser.add_argument("--teacher", default=TEACHER, help="the unchanged tiny.en with its CTC head (gate_head.py)")
     parser.add_argument("--per-speaker", type=int, default=10)
-    parser.add_argument("--dev-speakers", type=int, default=10, help="as distill.py and gate_head.py")
+    parser.add_argument("--dev-speakers", type=int, default=DEV_SPEAKERS, help="as distill.py and gate_head.py")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path)

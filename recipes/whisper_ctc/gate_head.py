@@ -46,6 +46,7 @@ SAMPLE_RATE = 16000
 PAD_TO_FRAMES = WHISPER_DECODING["pad_to_frames"]
 FSDD_TRAIN_SPEAKERS = {"george", "jackson", "lucas", "yweweler"}
 TEACHER = "exp/whisper_ctc/gate_head/model"  # what distill.py teaches from
+DEV_SPEAKERS = 10  # speechocean762 train-split speakers every training here keeps out, to choose on
 LJ_HELD_OUT = 105  # prepare.py's LJ_TEST + LJ_DEV: the last clips of the subset
 NOISE = AugmentConfig(noise_prob=0.6, colored_noise_prob=0.15, babble_prob=0.25, reverb_prob=0.2,
                       snr_min_db=-5.0, snr_max_db=20.0, speeds=[1.0])
@@ -217,7 +218,7 @@ def main() -> None:
     parser.add_argument("--exp", default="exp/whisper_ctc/gate_head")
     parser.add_argument("--out", default=TEACHER)
     parser.add_argument("--per-speaker", type=int, default=8, help="speechocean762 utterances per train speaker")
-    parser.add_argument("--dev-speakers", type=int, default=10)
+    parser.add_argument("--dev-speakers", type=int, default=DEV_SPEAKERS)
     parser.add_argument("--no-speech", type=int, default=300, help="no-speech training clips")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--lr", type=float, default=3e-3)
