@@ -13,7 +13,7 @@ from asr.config import EncoderConfig, SpeakerConfig, from_dict, to_dict
 from asr.decoding.decode import decode
 from asr.decoding.options import DecodingOptions
 from asr.enrollment import EMBEDDING_DIM, speaker_embedding
-from asr.errors import EnrollmentError
+from asr.errors import ConfigError, EnrollmentError
 from asr.model.asr_model import ASRModel
 from asr.tokenizer import BLANK, SOS_EOS, UNK, CharTokenizer
 from tests.conftest import REPO, tiny_model_config
@@ -78,6 +78,32 @@ def test_decoding_names_what_an_enrollment_cannot_do():
         decode(model, tokenizer(), waveforms, lengths, DecodingOptions(mode="ctc_greedy", speaker=(0.1,) * 5))
     enrolled = decode(model, tokenizer(), waveforms, lengths, DecodingOptions(mode="ctc_greedy", speaker=[0.1] * 8))
     assert enrolled[0].text == decode(model, tokenizer(), waveforms, lengths, DecodingOptions(mode="ctc_greedy"))[0].text
+
+
+def test_an_enrolled_voice_is_searched_in_the_enrolled_mode():
+    torch.manual_seed(0)
+    model = ASRModel(with_speaker(tiny_model_config(vocab=31))).eval()
+    for adapter in model.encoder.speaker_adapters:
+        torch.nn.init.normal_(adapter.up.weight, std=0.1)
+    waveforms = torch.randn(1, 8000, generator=torch.Generator().manual_seed(1)) * 0.1
+    lengths, speaker = torch.tensor([8000]), (0.3,) * 8
+
+    def run(**fields):
+        return decode(model, tokenizer(), waveforms, lengths, DecodingOptions(beam_size=3, **fields))[0]
+
+    enrolled = run(mode="attention", enrolled_mode="ctc_greedy", speaker=speaker)
+    searched = run(mode="ctc_greedy", speaker=speaker)
+    assert (enrolled.tokens, enrolled.score) == (searched.tokens, searched.score)
+    attention = run(mode="attention", speaker=speaker)
+    assert attention.score != searched.score  # the two modes rank differently: the switch is seen
+    # No one enrolled: the model's own mode, whatever enrolled_mode says.
+    plain = run(mode="attention", enrolled_mode="ctc_greedy")
+    assert plain.score == run(mode="attention").score
+    # A forced prefix needs the attention search, enrolled or not.
+    assert DecodingOptions(prefix=(3,), mode="attention", enrolled_mode="ctc_greedy",
+                           speaker=speaker).searched().mode == "attention"
+    with pytest.raises(ConfigError, match="enrolled_mode"):
+        DecodingOptions(enrolled_mode="fastest")
 
 
 def test_options_keep_a_speaker_as_a_hashable_tuple():

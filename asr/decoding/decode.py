@@ -56,6 +56,7 @@ def decode(
     """
     if model.training:
         raise ValueError("decode needs the model in eval mode (model.eval()): dropout would corrupt the search")
+    options = options.searched()
     if not options.short_pad_to_frames:
         return _decode_in_window(model, tokenizer, waveforms, lengths, options, ctc_tokenizer)
     # Recordings decoded in the short window and those in the long one go through the encoder apart.
