@@ -249,7 +249,9 @@ class Demo:
         recognizer = self.recognizer(model or self.settings.model)
         clean = self._read(audio, recognizer.sample_rate)
         heard = clean if noise == NO_NOISE else self._add_noise(clean, noise, snr_db, recognizer.sample_rate)
-        overrides = {"mode": mode, "beam_size": None if beam_size is None else int(beam_size),
+        # The menu starts at the model's own mode; left there, a followed voice gets the model's
+        # enrolled mode (DecodingOptions.enrolled_mode), as `asr transcribe --enroll` does.
+        overrides = {"mode": None if mode == recognizer.default_options.mode else mode, "beam_size": None if beam_size is None else int(beam_size),
                      "ctc_weight": ctc_weight,
                      "speaker": self._speaker(recognizer, enrollment) if enrollment and follow_enrolled else None}
         started = time.perf_counter()
@@ -441,7 +443,8 @@ def build_app(demo: Demo) -> gr.Blocks:
                 with gr.Accordion("Model and decoding", open=False):
                     model = gr.Dropdown(models, value=settings.model, label="Model (name or folder)",
                                         allow_custom_value=settings.custom_models)
-                    mode = gr.Dropdown(list(MODES), value=options.mode, label="Decoding mode")
+                    mode = gr.Dropdown(list(MODES), value=options.mode, label="Decoding mode",
+                                       info="left at the model's own, a followed voice is searched in the model's enrolled mode")
                     beam = gr.Slider(1, 32, value=options.beam_size, step=1, label="Beam size")
                     ctc_weight = gr.Slider(0, 1, value=options.ctc_weight, step=0.05, label="CTC weight",
                                            info="joint and rescore modes: CTC score against attention score")

@@ -11,7 +11,7 @@ from asr.audio import load_audio
 from asr.cli import main as cli_main
 from asr.config import EncoderConfig, SpeakerConfig, from_dict, to_dict
 from asr.decoding.decode import decode
-from asr.decoding.options import DecodingOptions
+from asr.decoding.options import DecodingOptions, with_overrides
 from asr.enrollment import EMBEDDING_DIM, speaker_embedding
 from asr.errors import ConfigError, EnrollmentError
 from asr.model.asr_model import ASRModel
@@ -102,6 +102,10 @@ def test_an_enrolled_voice_is_searched_in_the_enrolled_mode():
     # A forced prefix needs the attention search, enrolled or not.
     assert DecodingOptions(prefix=(3,), mode="attention", enrolled_mode="ctc_greedy",
                            speaker=speaker).searched().mode == "attention"
+    # A mode asked for (asr transcribe --decode, the demo's menu) is the one searched, enrolled or not.
+    model_default = DecodingOptions(mode="attention", enrolled_mode="ctc_greedy", speaker=speaker)
+    assert with_overrides(model_default, {"mode": "ctc_beam"}).searched().mode == "ctc_beam"
+    assert with_overrides(model_default, {"beam_size": 2}).searched().mode == "ctc_greedy"
     with pytest.raises(ConfigError, match="enrolled_mode"):
         DecodingOptions(enrolled_mode="fastest")
 

@@ -146,9 +146,12 @@ class DecodingOptions:
 
 
 def with_overrides(options: DecodingOptions, overrides: dict) -> DecodingOptions:
-    """`options` with the fields named in `overrides` replaced; ConfigError for an unknown name."""
+    """`options` with the fields named in `overrides` replaced; ConfigError for an unknown name. A
+    mode asked for is the one searched, whoever is enrolled (unless enrolled_mode is asked for too)."""
     known = {f.name for f in dataclasses.fields(DecodingOptions)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ConfigError(f"unknown decoding options {unknown}; known: {sorted(known)}")
+    if "mode" in overrides:
+        overrides = {"enrolled_mode": "", **overrides}
     return dataclasses.replace(options, **overrides)

@@ -147,8 +147,8 @@ def focus_section(hyps: Path) -> list[str]:
 
 
 def previous_section(data: Path, hyps: Path, previous: Path) -> list[str]:
-    """The target enrolled, this model's adapters against those of the model it would replace."""
-    header = ["condition", "mixtures", "previous adapters", "these adapters", "these − previous (points)"]
+    """The target enrolled, this candidate (adapters, or a decoding setting) against the model it would replace."""
+    header = ["condition", "mixtures", "previous", "candidate", "candidate − previous (points)"]
     rows_out, talked_over = [], []
     for condition, rows in spoken_conditions(data):
         before = errors(rows, hypotheses(previous / "target" / f"{condition}.jsonl"))
@@ -163,9 +163,9 @@ def previous_section(data: Path, hyps: Path, previous: Path) -> list[str]:
     if len(talked_over) > 1:  # the decision in one number: every mixture with other voices, paired
         before, after = (UtteranceErrors.pool(side) for side in zip(*talked_over))
         rows_out.append(["**all but clean**", str(len(before)), cell(before), cell(after), change(after, before)[0]])
-    return ["## Against the previous adapters", "",
+    return ["## Against the model it would replace", "",
             "WER of the target's words with the target enrolled, the same mixtures decoded by the model "
-            f"these adapters would replace (`{previous}`); the change is paired by mixture, relative to it.", "",
+            f"the candidate would replace (`{previous}`); the change is paired by mixture, relative to it.", "",
             markdown_table(header, rows_out), ""]
 
 
@@ -175,7 +175,7 @@ def main() -> None:
     parser.add_argument("--hyps", default=None, help="evaluate.py's --out (default DATA/hyps)")
     parser.add_argument("--command", required=True, help="the command that produced the results, to quote")
     parser.add_argument("--split", choices=("test", "dev"), default="test", help="prepare.py's --split")
-    parser.add_argument("--previous", help="evaluate.py's --out for the model these adapters would replace")
+    parser.add_argument("--previous", help="evaluate.py's --out for the model the candidate would replace")
     args = parser.parse_args()
     data = Path(args.data)
     hyps = Path(args.hyps) if args.hyps else data / "hyps"
