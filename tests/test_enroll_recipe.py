@@ -61,3 +61,28 @@ def test_the_development_mixtures_use_speakers_neither_the_adapters_nor_the_test
     assert len(dev) == enroll.DEV_SPEAKERS and len(test) == 125
     assert not set(dev) & trained and not set(dev) & set(test) and not set(test) & trained
     assert all(len(utterances) > 2 * prepare.ENROLL_UTTERANCES for utterances in dev.values())
+
+
+def test_the_exported_model_holds_the_trained_adapters_and_searches_enrolled_voices_as_chosen(tmp_path):
+    import argparse
+
+    import torch
+
+    from asr.checkpoint import load_model_dir, save_checkpoint
+    from asr.config import SpeakerConfig
+    from asr.model_folder import DEFAULT_MODEL, resolve_model
+    from asr.recognizer import load_model
+
+    folder = resolve_model(DEFAULT_MODEL)
+    default, tokenizer, meta = load_model_dir(folder)
+    student = enroll.with_adapters(default, SpeakerConfig())
+    adapters = student.encoder.speaker_adapters.state_dict()
+    adapters = {k: v + 0.01 for k, v in adapters.items()}  # a "trained" step away from the shipped ones
+    save_checkpoint({"adapters": adapters, "step": 1}, tmp_path / "exp" / "checkpoints" / "step_000001.pt")
+    args = argparse.Namespace(model=str(folder), export=str(tmp_path / "model"))
+    enroll.export(args, student, tokenizer, meta, tmp_path / "exp")
+    exported = load_model(tmp_path / "model")
+    assert exported.default_options.enrolled_mode == enroll.ENROLLED_MODE
+    assert exported.default_options.mode == meta["decoding"]["mode"]  # without enrollment, searched as before
+    got = exported.model.encoder.speaker_adapters.state_dict()
+    assert all(torch.equal(got[k], v.half().float()) for k, v in adapters.items())  # stored as float16

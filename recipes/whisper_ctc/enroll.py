@@ -60,6 +60,10 @@ NOISE_ON_TOP = 0.4  # windows that also get training noise (distill.py's mix)
 TALKERS = (1, 2, 3)
 TALKER_ODDS = (0.5, 0.3, 0.2)
 SIR_DB = (-5.0, 10.0)
+# How the exported model searches with a voice enrolled (DecodingOptions.enrolled_mode): ranked per
+# token, the search let in the other talker's words; chosen on the development speakers
+# (recipes/target_speaker/DEV_RESULTS.md).
+ENROLLED_MODE = "rescore"
 
 
 @dataclass(frozen=True)
@@ -251,7 +255,8 @@ def export(args, student, tokenizer, meta: dict, exp: Path) -> None:
     info = {**meta.get("info", {}), "speaker_adapters": f"trained to follow an enrolled voice, {exp.name}/{path.name} "
             "(recipes/whisper_ctc/enroll.py)"}
     chars = load_ctc_tokenizer(args.model, meta, tokenizer)
-    print(save_model(student, tokenizer, args.export, info, chars, meta.get("decoding"), meta.get("base"), True))
+    decoding = {**meta.get("decoding", {}), "enrolled_mode": ENROLLED_MODE}
+    print(save_model(student, tokenizer, args.export, info, chars, decoding, meta.get("base"), True))
 
 
 def main() -> None:
