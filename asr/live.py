@@ -221,8 +221,10 @@ class LiveRecognizer:
         self.config = config
         self.final_options = with_overrides(options or recognizer.default_options, overrides)
         # No fallback for partials: a loop in a partial is cut by its token limit, and the next one reads more.
+        # Nor the enrolled mode: partials continue the committed words, which only the attention search
+        # can force, so every partial of an utterance searches alike; its final ranks as offline decoding does.
         self.partial_options = dataclasses.replace(self.final_options, beam_size=config.partial_beam_size,
-                                                   return_attention=False, temperatures=(0.0,),
+                                                   return_attention=False, temperatures=(0.0,), enrolled_mode="",
                                                    max_tokens_per_second=config.partial_max_tokens_per_second)
         self.rate = recognizer.sample_rate
         self.sample_rate = sample_rate or self.rate

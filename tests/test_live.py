@@ -115,6 +115,21 @@ def test_the_final_decodes_its_utterance_anew_whatever_the_partials_committed(re
     assert bare(final.text) == bare(recognizer.transcribe(final.audio).text) == bare(recognizer.transcribe(clips[0]).text)
 
 
+def test_an_enrolled_voice_is_followed_live_with_partials_searched_alike_and_finals_as_offline(recognizer, talk):
+    _, clips = talk
+    speaker = recognizer.enroll(REPO / "audio_samples" / "LJ001-0002.flac")  # another clip of LJ's reader
+    live = LiveRecognizer(recognizer, LiveConfig(partial_every_seconds=1.0), speaker=speaker)
+    # Partials continue committed words, which only the attention search forces; the final searches
+    # in the model's enrolled mode, as offline decoding of an enrolled voice does.
+    assert live.partial_options.searched().mode == "attention" != live.final_options.searched().mode
+    samples = np.concatenate([np.zeros(RATE // 2, np.float32), clips[0], np.zeros(RATE, np.float32)])
+    events = run(live, samples, RATE // 5)
+    (final,) = [e for e in events if isinstance(e, Final)]
+    assert [e for e in events if isinstance(e, Partial) and e.text]
+    assert final.text == recognizer.transcribe(final.audio, speaker=speaker).text
+    assert bare(final.text) == bare(recognizer.transcribe(clips[0], speaker=speaker).text)
+
+
 def test_a_final_keeps_the_stable_words_only_where_they_fit_its_audio_as_well(recognizer, talk):
     """Where the final's own reading revises the committed words, the utterance is decoded once more
     continuing them, and the CTC head judges: words of another recording fit this audio far worse,
