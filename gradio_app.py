@@ -251,8 +251,8 @@ class Demo:
         heard = clean if noise == NO_NOISE else self._add_noise(clean, noise, snr_db, recognizer.sample_rate)
         # The menu starts at the model's own mode; left there, a followed voice gets the model's
         # enrolled mode (DecodingOptions.enrolled_mode), as `asr transcribe --enroll` does.
-        overrides = {"mode": None if mode == recognizer.default_options.mode else mode, "beam_size": None if beam_size is None else int(beam_size),
-                     "ctc_weight": ctc_weight,
+        overrides = {"mode": None if mode == recognizer.default_options.mode else mode,
+                     "beam_size": None if beam_size is None else int(beam_size), "ctc_weight": ctc_weight,
                      "speaker": self._speaker(recognizer, enrollment) if enrollment and follow_enrolled else None}
         started = time.perf_counter()
         try:

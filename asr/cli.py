@@ -357,7 +357,8 @@ def _add_decoding_arguments(p: argparse._ActionsContainer) -> None:
     """Decoding settings; each one left out keeps the model's own recommendation (model.yaml)."""
     from asr.decoding.options import MODES
 
-    p.add_argument("--decode", choices=MODES, help="search (default: the model's; with --enroll, the model's enrolled_mode where it has one)")
+    p.add_argument("--decode", choices=MODES,
+                   help="search (default: the model's; with --enroll, the model's enrolled_mode where it has one)")
     p.add_argument("--beam", type=int, help="beam size (default: the model's)")
     p.add_argument("--ctc-weight", type=float, help="CTC weight for joint and rescore (default: the model's)")
     p.add_argument("--batch-size", type=int, default=8, help="utterances decoded at once (default 8)")
