@@ -49,7 +49,8 @@ from asr.data.augment import build_augmenter
 from asr.data.manifest import read_manifest
 from asr.decoding.beam_search import beam_search
 
-from gate_head import DEV_SPEAKERS, TEACHER, calibrate_gate, speech_sets, training_noise  # the same voices, dev speakers, gate
+# the same voices, development speakers and gate
+from gate_head import DEV_SPEAKERS, TEACHER, calibrate_gate, speech_sets, training_noise
 from speech_rate import token_cap, training_rates
 
 log = logging.getLogger("distill")
