@@ -19,7 +19,9 @@ from asr.text import normalize
 
 from prepare import ABSENT, CONDITIONS
 
-PEER = "faster-whisper-int8"
+# Column name -> benchmarks/peers.py's system: the model the default was made from, decoded as
+# Whisper decodes, and faster-whisper tiny.en int8, beam 5.
+PEERS = {"tiny.en unchanged": "tiny.en-unchanged", "faster-whisper": "faster-whisper-int8"}
 # condition -> the share of errors enrollment must remove (issue 21); clean: no change beyond its interval
 TARGETS = {"two_talker_0": 0.5, "two_talker_5": 0.3}
 SPEAKERS = {"test": "Targets: speechocean762 test speakers (never used in training), one mixture each per condition "
@@ -78,12 +80,12 @@ def spoken_conditions(data: Path) -> Iterator[tuple[str, list[dict]]]:
 
 
 def wer_section(data: Path, hyps: Path) -> list[str]:
-    header = ["condition", "mixtures", "target words", "faster-whisper", "default, no enrollment",
+    header = ["condition", "mixtures", "target words", *PEERS, "default, no enrollment",
               "target enrolled", "enrolled − not (points)", "target", "other talker enrolled: target's words",
               "other talker enrolled: their words"]
     rows_out = []
     for condition, rows in spoken_conditions(data):
-        peer = errors(rows, hypotheses(data / "peers" / condition / f"{PEER}.jsonl"))
+        peers = [errors(rows, hypotheses(data / "peers" / condition / f"{system}.jsonl")) for system in PEERS.values()]
         plain = errors(rows, hypotheses(hyps / "none" / f"{condition}.jsonl"))
         enrolled = errors(rows, hypotheses(hyps / "target" / f"{condition}.jsonl"))
         wrong = hypotheses(hyps / "interferer" / f"{condition}.jsonl")
@@ -92,7 +94,7 @@ def wer_section(data: Path, hyps: Path) -> list[str]:
         wrong_own = errors(rows, wrong, "interferer_text", "interferer") if has_other else None
         text, diff = change(enrolled, plain)
         words = str(int(plain.words.sum())) if plain is not None else "–"
-        rows_out.append([condition, str(len(rows)), words, cell(peer), cell(plain), cell(enrolled), text,
+        rows_out.append([condition, str(len(rows)), words, *map(cell, peers), cell(plain), cell(enrolled), text,
                          verdict(condition, plain, diff), cell(wrong_target), cell(wrong_own)])
     return ["## WER of the target's words (%)", "", markdown_table(header, rows_out), ""]
 
@@ -103,7 +105,7 @@ def absent_section(data: Path, hyps: Path, split: str) -> list[str]:
     if not manifest.exists():
         return []
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
-    systems = [("faster-whisper", data / "peers" / ABSENT / f"{PEER}.jsonl"),
+    systems = [*((name, data / "peers" / ABSENT / f"{system}.jsonl") for name, system in PEERS.items()),
                ("default, no enrollment", hyps / "none" / f"{ABSENT}.jsonl"),
                ("default, target enrolled", hyps / "target" / f"{ABSENT}.jsonl"),
                ("default, the talker enrolled", hyps / "interferer" / f"{ABSENT}.jsonl")]

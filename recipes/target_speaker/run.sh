@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Target-speaker recognition on speakers never used in training: the default model without
 # enrollment, with the target enrolled, and with the other talker enrolled instead, beside
-# faster-whisper (tiny.en int8, beam 5), with 95 % bootstrap intervals over target speakers.
+# the unchanged tiny.en (decoded as Whisper decodes) and faster-whisper (tiny.en int8, beam 5), with
+# 95 % bootstrap intervals over target speakers.
 #
 #   recipes/target_speaker/run.sh [--stage N] [--stop-stage N] [--data-dir DIR] [--out DIR] [--speakers N]
 #                                 [--split test|dev] [--model DIR] [--hyps DIR] [--previous DIR]
 #
-# Stages: 0 test mixtures (prepare.py); 1 faster-whisper transcribes them (benchmarks/peers.py, needs
+# Stages: 0 test mixtures (prepare.py); 1 the unchanged tiny.en and faster-whisper transcribe them (benchmarks/peers.py, needs
 # pip install -e ".[bench]"); 2 the default model decodes them three ways and measures attention
 # (evaluate.py; about 25 minutes on 2 cores); 3 RESULTS.md (results.py).
 # --split dev runs it on the development speakers instead (six targets each, no crowd) and writes
@@ -63,7 +64,7 @@ fi
 if run 1; then
   for condition in ${conditions//,/ }; do
     python benchmarks/peers.py --manifest "$out/$condition.jsonl" --out "$out/peers/$condition" \
-      --systems faster-whisper-int8 --threads $threads
+      --systems tiny.en-unchanged,faster-whisper-int8 --threads $threads
   done
 fi
 if run 2; then
