@@ -49,6 +49,23 @@ def test_the_teacher_as_its_own_student_has_no_loss_on_clean_audio_and_some_in_n
     assert kl_noisy > 0.01 and mse_noisy > 0.01
 
 
+def test_a_silent_row_is_taught_to_end_at_once_whatever_the_teacher_hears(teacher):
+    speech = load_audio(REPO / "audio_samples" / "LJ001-0002.flac")
+    audio, lengths = distill.batch_of([speech, np.zeros(len(speech), np.float32)])
+    spoken = distill.teach(teacher, audio, lengths)
+    taught = distill.teach(teacher, audio, lengths, silent=[0, 1])
+    _, tokens_in, _, valid, log_probs, transcripts = taught
+    assert spoken[-1][0] and transcripts == [[], []]  # the speech row too: silent means no label
+    eos = teacher.config.eos_id
+    for row in range(2):
+        assert int(valid[row].sum()) == 1  # one output: the end
+        assert log_probs[row][valid[row]].argmax(-1).tolist() == [eos]
+        assert log_probs[row][valid[row]][0, eos].exp() > 0.999
+    with torch.no_grad():  # the student is scored on how surely it ends: speech makes that cost
+        _, kl_speech, _ = distill.student_loss(teacher, audio[:1], lengths[:1],
+                                               tuple(t[:1] for t in taught[:5]) + (transcripts[:1],), 1.0)
+    assert kl_speech > 1.0
+
 def test_only_the_encoder_trains(teacher):
     student = copy.deepcopy(teacher)
     params = distill.trainable(student)

@@ -32,20 +32,26 @@ def test_mixtures_put_other_voices_over_the_target_and_the_label_hears_the_targe
                 "jackson": [enroll.Piece(str(SAMPLES / "7_jackson_0.flac"))]}  # up to three others at once
     embeddings = {p: np.eye(256, dtype=np.float32)[i] for i, p in enumerate(p for ps in speakers.values() for p in ps)}
     no_noise = lambda audio, rng: audio  # noqa: E731
-    with_others = 0
-    for step in range(30):
-        clean, heard, enrollment = enroll.mixture(speakers, ["lj"], embeddings, no_noise, np.random.default_rng(step))
+    with_others = absent = 0
+    for step in range(60):
+        window = enroll.mixture(speakers, ["lj"], embeddings, no_noise, np.random.default_rng(step))
+        clean, heard = window.clean, window.heard
         assert clean.shape == heard.shape and clean.dtype == heard.dtype == np.float32
-        assert np.isclose(np.linalg.norm(enrollment), 1.0)
-        assert enrollment[2:].sum() == 0  # only LJ's own pieces enroll LJ
+        assert np.isclose(np.linalg.norm(window.enrollment), 1.0)
+        assert window.enrollment[2:].sum() == 0  # only LJ's own pieces enroll LJ
         assert np.max(np.abs(heard)) <= 0.99 + 1e-6
+        if window.target_absent:
+            absent += 1
+            assert not clean.any() and active_speech_power(heard) > 0  # the others alone
+            continue
         interference = heard - clean
         if np.any(np.abs(interference) > 1e-6):
             with_others += 1
             sir = 10 * np.log10(enroll.speech_power(clean) / enroll.speech_power(interference))
             assert enroll.SIR_DB[0] - 0.5 <= sir <= enroll.SIR_DB[1] + 0.5, sir
         assert active_speech_power(clean) > 0
-    assert 20 <= with_others < 30  # about 15 % of windows hold the target alone
+    assert 1 <= absent <= 10  # about 10 % of windows: the target enrolled but silent
+    assert with_others >= 0.7 * (60 - absent) and with_others < 60 - absent  # about 15 % the target alone
 
 
 def test_the_development_mixtures_use_speakers_neither_the_adapters_nor_the_test_mixtures_use(data_dir):

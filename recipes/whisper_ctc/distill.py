@@ -34,6 +34,7 @@ import csv
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -66,6 +67,8 @@ NOISE = AugmentConfig(noise_prob=0.4, colored_noise_prob=0.1, babble_prob=0.4, r
 # on NOISE gained least on unseen voices against faster-whisper (issue 17).
 NOISE_WITH_MUSIC = replace(NOISE, noise_prob=0.3, colored_noise_prob=0.05, babble_prob=0.35, music_prob=0.2)
 NOISE_MIXES = {"bank": NOISE, "with-music": NOISE_WITH_MUSIC}
+# The logit margin that makes a label all but certain (a one-hot label would put 0 * -inf in the KL).
+CERTAIN = 30.0
 NO_SPEECH_RULE = ("decoder_no_speech_threshold", "logprob_threshold")  # DecodingOptions fields
 
 
@@ -121,19 +124,27 @@ def batch_of(waveforms: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def teach(teacher, clean: torch.Tensor, lengths: torch.Tensor, tokens_per_second: float = 6.0):
-    """The teacher's encoder states, transcript (greedy) and teacher-forced log-probabilities."""
+def teach(teacher, clean: torch.Tensor, lengths: torch.Tensor, tokens_per_second: float = 6.0,
+          silent: Sequence[int] = ()):
+    """The teacher's encoder states, transcript (greedy) and teacher-forced log-probabilities.
+    Rows in `silent` hold no speech to transcribe (enroll.py: the enrolled voice is absent): their
+    transcript is empty and their one distribution is certain of the end, since on silence the
+    teacher, as Whisper does, may say "you"."""
     hidden = teacher.encode(clean, lengths, pad_to_frames=PAD_TO_FRAMES).hidden
     memory_lengths = torch.full((len(clean),), hidden.shape[1])
     limits = [int(tokens_per_second * n / SAMPLE_RATE) + 10 for n in lengths.tolist()]
     hyps = beam_search(teacher, hidden, memory_lengths, 1, token_limits=limits)
-    transcripts = [list(h[0].tokens) for h in hyps]
+    transcripts = [[] if row in silent else list(h[0].tokens) for row, h in enumerate(hyps)]
     targets = torch.nn.utils.rnn.pad_sequence([torch.tensor(t or [0], dtype=torch.long) for t in transcripts],
                                               batch_first=True, padding_value=-1)
     target_lengths = torch.tensor([len(t) for t in transcripts])
     tokens_in, tokens_out, in_lengths = teacher.decoder_io(targets, target_lengths)
     mask = torch.ones(len(clean), hidden.shape[1], dtype=torch.bool)
     log_probs = torch.log_softmax(teacher.decoder(tokens_in, in_lengths, hidden, mask).logits.float(), dim=-1)
+    for row in silent:
+        end = tokens_out[row] == teacher.config.eos_id
+        log_probs[row, end] = torch.log_softmax(
+            torch.zeros(log_probs.shape[-1]).index_fill_(0, torch.tensor([teacher.config.eos_id]), CERTAIN), dim=-1)
     return hidden, tokens_in, in_lengths, tokens_out != -1, log_probs, transcripts
 
 

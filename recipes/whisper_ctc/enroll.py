@@ -9,10 +9,12 @@ Training mixtures need no new recordings. A target window (one to three utteranc
 3-20 s) is mixed with one to three other voices at a signal-to-interference ratio drawn from -5 to
 10 dB, their speech starting before or after the target's so that some frames hold the target
 alone, some the others alone; a share of windows has no other voice (so enrolling on clean speech
-changes nothing), and some get training noise on top. The enrollment is other speech of the same
-speaker. The label is what the unchanged tiny.en (with its CTC head, gate_head.py) hears in the
-clean target alone, as in distill.py: its token distributions over its own greedy transcript (KL)
-and its encoder states (MSE), so the adapters learn to make a mixture sound like the target alone.
+changes nothing), a share has only the other voices (the target enrolled but silent), and some get
+training noise on top. The enrollment is other speech of the same speaker. The label is what the
+unchanged tiny.en (with its CTC head, gate_head.py) hears in the clean target alone, as in
+distill.py: its token distributions over its own greedy transcript (KL) and its encoder states
+(MSE), so the adapters learn to make a mixture sound like the target alone; with the target absent,
+an empty transcript.
 
 Voices (never a test speaker): speechocean762's train split but the development speakers, LJ
 Speech but its held-out clips, FSDD's training speakers, and the untranscribed LibriSpeech readers
@@ -56,6 +58,9 @@ log = logging.getLogger("enroll")
 MAX_TARGET_SECONDS = 20.0
 SPLIT_SECONDS = 8.0  # a reader's only recording at least this long is cut into target and enrollment
 NO_OTHER_VOICE = 0.15  # windows with the target alone (enrolled clean speech must stay as it was)
+# Windows where only the others speak, the target enrolled but silent: nothing should come out. Without
+# them the adapters only learned which voice to favour, and at 0 dB the other talker's words got through.
+TARGET_ABSENT = 0.1
 NOISE_ON_TOP = 0.4  # windows that also get training noise (distill.py's mix)
 TALKERS = (1, 2, 3)
 TALKER_ODDS = (0.5, 0.3, 0.2)
@@ -147,9 +152,16 @@ def speech_power(audio: np.ndarray) -> float:
     return float(np.mean(active**2)) if len(active) else 0.0
 
 
+@dataclass(frozen=True)
+class Window:
+    clean: np.ndarray  # what the teacher hears: the target alone (silence when the target is absent)
+    heard: np.ndarray  # what the student hears
+    enrollment: np.ndarray  # the target's d-vector
+    target_absent: bool
+
+
 def mixture(speakers: dict[str, list[Piece]], targets: list[str], embeddings: dict[Piece, np.ndarray],
-            augmenter, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(clean target window, what the model hears, the enrolled d-vector)."""
+            augmenter, rng: np.random.Generator) -> Window:
     target = targets[int(rng.integers(len(targets)))]
     pieces = speakers[target]
     order = rng.permutation(len(pieces))
@@ -164,7 +176,8 @@ def mixture(speakers: dict[str, list[Piece]], targets: list[str], embeddings: di
     clean = np.concatenate([np.zeros(lead, np.float32), utterances, np.zeros(int(rng.uniform(0.0, 2.0) * SAMPLE_RATE),
                                                                               np.float32)])
     heard = clean.copy()
-    if rng.random() >= NO_OTHER_VOICE:
+    absent = rng.random() < TARGET_ABSENT
+    if absent or rng.random() >= NO_OTHER_VOICE:
         others = [s for s in speakers if s != target]
         count = int(rng.choice(TALKERS, p=TALKER_ODDS))
         interference = np.zeros_like(clean)
@@ -175,12 +188,15 @@ def mixture(speakers: dict[str, list[Piece]], targets: list[str], embeddings: di
         sir = rng.uniform(*SIR_DB)
         gain = math.sqrt(speech_power(clean) / (speech_power(interference) or 1.0) / 10 ** (sir / 10))
         heard = clean + gain * interference
+        if absent:  # the others as loud as they would be over the target
+            clean = np.zeros_like(clean)
+            heard = gain * interference
     if rng.random() < NOISE_ON_TOP:
         heard = augmenter(heard, rng)[: len(clean)]
     peak = float(np.max(np.abs(heard))) or 1.0
     if peak > PEAK:  # both scaled alike: the teacher hears the target at the level it has in the mixture
         heard, clean = heard * (PEAK / peak), clean * (PEAK / peak)
-    return clean.astype(np.float32), heard.astype(np.float32), enrollment
+    return Window(clean.astype(np.float32), heard.astype(np.float32), enrollment, absent)
 
 
 def with_adapters(default: ASRModel, config: SpeakerConfig) -> ASRModel:
@@ -220,10 +236,10 @@ def train(args, teacher, student, speakers, embeddings, augmenter, exp: Path) ->
         began = time.time()
         rng = np.random.default_rng([args.mixture_seed, step])  # a step's data depends on the step alone: exact resume
         windows = [mixture(speakers, targets, embeddings, augmenter, rng) for _ in range(args.batch)]
-        clean_audio, lengths = batch_of([w[0] for w in windows])
-        heard_audio, _ = batch_of([w[1] for w in windows])
-        speaker = torch.from_numpy(np.stack([w[2] for w in windows]))
-        taught = teach(teacher, clean_audio, lengths)
+        clean_audio, lengths = batch_of([w.clean for w in windows])
+        heard_audio, _ = batch_of([w.heard for w in windows])
+        speaker = torch.from_numpy(np.stack([w.enrollment for w in windows]))
+        taught = teach(teacher, clean_audio, lengths, silent=[i for i, w in enumerate(windows) if w.target_absent])
         for group in optimizer.param_groups:
             group["lr"] = args.lr * schedule(step)
         optimizer.zero_grad()
