@@ -9,8 +9,8 @@ Training mixtures need no new recordings. A target window (one to three utteranc
 3-20 s) is mixed with one to three other voices at a signal-to-interference ratio drawn from -5 to
 10 dB, their speech starting before or after the target's so that some frames hold the target
 alone, some the others alone; a share of windows has no other voice (so enrolling on clean speech
-changes nothing), a share has only the other voices (the target enrolled but silent), and some get
-training noise on top. The enrollment is other speech of the same speaker. The label is what the
+changes nothing), optionally a share has only the other voices (the target enrolled but silent),
+and some get training noise on top. The enrollment is other speech of the same speaker. The label is what the
 unchanged tiny.en (with its CTC head, gate_head.py) hears in the clean target alone, as in
 distill.py: its token distributions over its own greedy transcript (KL) and its encoder states
 (MSE), so the adapters learn to make a mixture sound like the target alone; with the target absent,
@@ -58,9 +58,6 @@ log = logging.getLogger("enroll")
 MAX_TARGET_SECONDS = 20.0
 SPLIT_SECONDS = 8.0  # a reader's only recording at least this long is cut into target and enrollment
 NO_OTHER_VOICE = 0.15  # windows with the target alone (enrolled clean speech must stay as it was)
-# Windows where only the others speak, the target enrolled but silent: nothing should come out. Without
-# them the adapters only learned which voice to favour, and at 0 dB the other talker's words got through.
-TARGET_ABSENT = 0.1
 NOISE_ON_TOP = 0.4  # windows that also get training noise (distill.py's mix)
 TALKERS = (1, 2, 3)
 TALKER_ODDS = (0.5, 0.3, 0.2)
@@ -161,7 +158,9 @@ class Window:
 
 
 def mixture(speakers: dict[str, list[Piece]], targets: list[str], embeddings: dict[Piece, np.ndarray],
-            augmenter, rng: np.random.Generator) -> Window:
+            augmenter, rng: np.random.Generator, target_absent: float = 0.0) -> Window:
+    """`target_absent`: the share of windows where only the others speak, the target enrolled but
+    silent, so that nothing should come out."""
     target = targets[int(rng.integers(len(targets)))]
     pieces = speakers[target]
     order = rng.permutation(len(pieces))
@@ -176,7 +175,8 @@ def mixture(speakers: dict[str, list[Piece]], targets: list[str], embeddings: di
     clean = np.concatenate([np.zeros(lead, np.float32), utterances, np.zeros(int(rng.uniform(0.0, 2.0) * SAMPLE_RATE),
                                                                               np.float32)])
     heard = clean.copy()
-    absent = rng.random() < TARGET_ABSENT
+    # Drawn only when asked for: with none, a round draws the mixtures it drew before there were any.
+    absent = target_absent > 0 and rng.random() < target_absent
     if absent or rng.random() >= NO_OTHER_VOICE:
         others = [s for s in speakers if s != target]
         count = int(rng.choice(TALKERS, p=TALKER_ODDS))
@@ -235,7 +235,8 @@ def train(args, teacher, student, speakers, embeddings, augmenter, exp: Path) ->
     for step in range(start + 1, args.steps + 1):
         began = time.time()
         rng = np.random.default_rng([args.mixture_seed, step])  # a step's data depends on the step alone: exact resume
-        windows = [mixture(speakers, targets, embeddings, augmenter, rng) for _ in range(args.batch)]
+        windows = [mixture(speakers, targets, embeddings, augmenter, rng, args.target_absent)
+                   for _ in range(args.batch)]
         clean_audio, lengths = batch_of([w.clean for w in windows])
         heard_audio, _ = batch_of([w.heard for w in windows])
         speaker = torch.from_numpy(np.stack([w.enrollment for w in windows]))
@@ -286,6 +287,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--mse-weight", type=float, default=1.0)
+    parser.add_argument("--target-absent", type=float, default=0.0,
+                        help="share of windows with the target enrolled but silent, labelled with an empty transcript "
+                             "(none in the shipped rounds: see recipes/target_speaker/README.md)")
     parser.add_argument("--adapter-dim", type=int, default=SpeakerConfig.adapter_dim)
     parser.add_argument("--dev-speakers", type=int, default=DEV_SPEAKERS, help="as gate_head.py: kept out of training")
     parser.add_argument("--save-every", type=int, default=20)
