@@ -10,11 +10,11 @@ Training mixtures need no new recordings. A target window (one to three utteranc
 10 dB, their speech starting before or after the target's so that some frames hold the target
 alone, some the others alone; a share of windows has no other voice (so enrolling on clean speech
 changes nothing), optionally a share has only the other voices (the target enrolled but silent),
-and some get training noise on top. The enrollment is other speech of the same speaker. The label is what the
-unchanged tiny.en (with its CTC head, gate_head.py) hears in the clean target alone, as in
-distill.py: its token distributions over its own greedy transcript (KL) and its encoder states
-(MSE), so the adapters learn to make a mixture sound like the target alone; with the target absent,
-an empty transcript.
+and some get training noise on top. The enrollment is other speech of the same speaker. The label
+is what the unchanged tiny.en (with its CTC head, gate_head.py) hears in the clean target alone, as
+in distill.py: its token distributions over its own greedy transcript (KL) and its encoder states
+(MSE), so the adapters learn to make a mixture sound like the target alone; with the target
+absent, an empty transcript.
 
 Voices (never a test speaker): speechocean762's train split but the development speakers, LJ
 Speech but its held-out clips, FSDD's training speakers, and the untranscribed LibriSpeech readers
