@@ -141,10 +141,12 @@ def teach(teacher, clean: torch.Tensor, lengths: torch.Tensor, tokens_per_second
     tokens_in, tokens_out, in_lengths = teacher.decoder_io(targets, target_lengths)
     mask = torch.ones(len(clean), hidden.shape[1], dtype=torch.bool)
     log_probs = torch.log_softmax(teacher.decoder(tokens_in, in_lengths, hidden, mask).logits.float(), dim=-1)
-    for row in silent:
-        end = tokens_out[row] == teacher.config.eos_id
-        log_probs[row, end] = torch.log_softmax(
-            torch.zeros(log_probs.shape[-1]).index_fill_(0, torch.tensor([teacher.config.eos_id]), CERTAIN), dim=-1)
+    if silent:
+        end_logits = torch.zeros(log_probs.shape[-1])
+        end_logits[teacher.config.eos_id] = CERTAIN
+        certain_end = torch.log_softmax(end_logits, dim=-1)
+        for row in silent:
+            log_probs[row, tokens_out[row] == teacher.config.eos_id] = certain_end
     return hidden, tokens_in, in_lengths, tokens_out != -1, log_probs, transcripts
 
 
