@@ -239,7 +239,10 @@ class _Window:
         if len(self.spans) == 1:
             return [_segment(self.spans[0], text, words, rate)]
         text_words = text.split()
-        if not words or word_count(text) != len(words):
+        # Words as the text writes them (asr.decoding.align.written_words) are its words one for one;
+        # words in a CTC head's own spelling are counted through `word_count`.
+        as_written = len(words) == len(text_words)
+        if not words or not as_written and word_count(text) != len(words):
             # No time stamps to cut it by: the window stays one segment, over the time it covers.
             whole = Span(self.spans[0].start, self.spans[-1].end)
             return [Segment(round(whole.start / rate, 3), round(whole.end / rate, 3), text.strip(), [])]
@@ -255,6 +258,8 @@ class _Window:
             start = cut
             if counted == len(words):
                 cut = len(text_words)
+            elif as_written:
+                cut = counted
             else:  # the text words that hold the words so far (a text word may hold several, or none)
                 while cut < len(text_words) and word_count(" ".join(text_words[: cut + 1])) <= counted:
                     cut += 1

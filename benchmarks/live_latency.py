@@ -95,7 +95,8 @@ def word_latencies(events: list[tuple[float, object]]) -> dict[str, list[float]]
     for out_at, event in events:
         if not isinstance(event, Final) or not event.words:
             continue
-        words = bare_words(" ".join(w.word for w in event.words))
+        timed = [w for w in event.words if bare_words(w.word)]  # not a lone dash: it has no word to find
+        words = [bare_words(w.word)[0] for w in timed]
         partials = [(t, e) for t, e in events if isinstance(e, Partial) and e.start == event.start and t <= out_at]
         appeared, fixed = [out_at] * len(words), [out_at] * len(words)
         for t, partial in reversed(partials):  # latest first, so that the earliest match stays
@@ -107,7 +108,7 @@ def word_latencies(events: list[tuple[float, object]]) -> dict[str, list[float]]
                 if stable != words[i]:  # the final revised it, and so every word after it
                     break
                 fixed[i] = min(fixed[i], t)
-        for word, first, still in zip(event.words, appeared, fixed):
+        for word, first, still in zip(timed, appeared, fixed):
             out["first_appearance"].append(first - word.end)
             out["fixed"].append(still - word.end)
             out["final"].append(out_at - word.end)

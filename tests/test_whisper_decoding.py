@@ -6,8 +6,10 @@ import torch
 
 from asr.checkpoint import load_model_dir, save_model
 from asr.model_folder import WEIGHTS_FILE, load_ctc_tokenizer
+from asr.decoding.align import written_words
 from asr.decoding.ctc import ctc_prefix_beam_search, sequence_log_likelihoods
 from asr.decoding.hypothesis import Hypothesis
+from asr.decoding.result import Word
 from asr.decoding.rescore import cross_vocabulary_rescore
 from asr.decoding.teacher_forcing import teacher_force
 from asr.audio import load_audio
@@ -82,12 +84,27 @@ def test_cross_vocabulary_rescoring_picks_the_best_combined_score(whisper):
     assert best.score == pytest.approx(max(combined), abs=1e-3)
 
 
+def test_words_are_written_as_the_transcript_writes_them_and_timed_by_the_ctc_head():
+    """The character CTC head times words in its normalised spelling; each written word takes the
+    times of the words its normalised form holds, a lone dash none; where the text does not map
+    word by word ("twenty five" is one normalised word, 25), the CTC head's words stay as they are."""
+    tok = ctc_tokenizer()
+    timed = [Word(w, float(i), i + 0.5, 0.5 + i / 10) for i, w in enumerate("it is 5 dollars mister brown".split())]
+    got = written_words("It's $5 \u2014 Mr. Brown.", timed, tok)
+    assert got == [Word("It's", 0.0, 1.5, pytest.approx(0.55)), Word("$5", 2.0, 3.5, pytest.approx(0.75)),
+                   Word("\u2014", 3.5, 3.5, pytest.approx(0.75)), Word("Mr.", 4.0, 4.5, 0.9), Word("Brown.", 5.0, 5.5, 1.0)]
+    number = [Word("25", 0.0, 1.0, 0.9)]
+    assert written_words("twenty five", number, tok) == number
+    assert written_words("The cat.", timed[:2], tok) == timed[:2]  # other words: not this text's timing
+
+
 def test_modes_and_time_stamps_with_a_character_ctc_head(whisper):
     path = REPO / "audio_samples" / "spk1_snt1.flac"
     attention = whisper.transcribe(path, mode="attention", beam_size=1, pad_to_frames=3000)
     assert attention.text == "The child almost hurt the small dog."
     # Word times come from aligning the transcript's characters with the CTC head.
-    assert [w.word for w in attention.words] == ["the", "child", "almost", "hurt", "the", "small", "dog"]
+    # as the transcript writes them: the CTC head's spelling is lower case, without punctuation
+    assert [w.word for w in attention.words] == ["The", "child", "almost", "hurt", "the", "small", "dog."]
     assert all(0 <= w.start <= w.end <= attention.duration for w in attention.words)
     greedy = whisper.transcribe(path, mode="ctc_greedy")
     assert set(greedy.pieces) <= set(CTC_SYMBOLS)  # characters, searched on the CTC head

@@ -131,6 +131,32 @@ def time_stamps(log_probs: np.ndarray, tokens: list[int], tokenizer: "Tokenizer"
     return TimeStamps(token_times, words, alignment, path_log_prob(log_probs, tokens, alignment, blank_id))
 
 
+def written_words(text: str, words: list[Word], tokenizer: "Tokenizer") -> list[Word]:
+    """`words`, timed by a CTC head that spells them its own way (lower case, no punctuation: a
+    CharTokenizer's normaliser), as `text` writes them ("The", "dog."), so that subtitles and word
+    lists read as the transcript does. A written word takes the times of the CTC words that its
+    normalised form holds ("it's" of "it is"); one that holds none (a lone dash) takes no time, where
+    the word before it ends. Where the text does not map onto the words one normalised word at a
+    time (a number written across words), the CTC head's words are given as they are."""
+    written = text.split()
+    spelled = [tokenizer.normalize(w).split() for w in written]
+    if sum(len(s) for s in spelled) != len(words) or not words:
+        return words
+    out: list[Word] = []
+    at = 0
+    for word, parts in zip(written, spelled):
+        group = words[at : at + len(parts)]
+        if [w.word for w in group] != parts:
+            return words
+        at += len(parts)
+        if group:
+            out.append(Word(word, group[0].start, group[-1].end, sum(w.confidence for w in group) / len(group)))
+        else:
+            edge = out[-1].end if out else words[0].start
+            out.append(Word(word, edge, edge, out[-1].confidence if out else words[0].confidence))
+    return out
+
+
 def path_log_prob(log_probs: np.ndarray, tokens: Sequence[int], alignment: Sequence[int], blank_id: int = 0) -> float:
     """The log-probability of the CTC path that `alignment` (forced_align's) reads off `tokens`."""
     emitted = [tokens[p] if p != BLANK_POSITION else blank_id for p in alignment]

@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from asr.decoding.align import FrameTiming, time_stamps
+from asr.decoding.align import FrameTiming, time_stamps, written_words
 from asr.decoding.beam_search import beam_search
 from asr.decoding.vocabulary import ctc_shares_vocabulary
 from asr.decoding.ctc import best_path_scores, ctc_greedy_search, ctc_prefix_beam_search
@@ -149,6 +149,8 @@ def _decode_in_window(
     results = []
     for b, hyp in enumerate(best):
         token_times, words, alignment, path_score = aligned[b]
+        if not in_ctc_labels:  # the CTC head timed the decoder's words in its own spelling
+            words = written_words(texts[b], words, vocab.ctc)
         results.append(Result(
             text=texts[b],
             tokens=list(hyp.tokens),

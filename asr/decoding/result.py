@@ -42,6 +42,8 @@ class Result:
     # not fit in the frames (only possible in "attention" mode), or when the model's CTC head has
     # a vocabulary of its own (imported Whisper models).
     token_times: list[tuple[float, float]]  # (start, end) seconds per token
+    # Words as `text` writes them ("The", "dog."), timed by the CTC head even where it spells them its
+    # own way (asr.decoding.align.written_words).
     words: list[Word]
     alignment: list[int]  # per encoder frame, the position in `tokens` it emits, or -1 for a blank
     # The CTC log-probability of that path (None without one): how well the text fits the audio by
