@@ -241,7 +241,7 @@ class _Window:
         text_words = text.split()
         # Words as the text writes them (asr.decoding.align.written_words) are its words one for one;
         # words in a CTC head's own spelling are counted through `word_count`.
-        as_written = len(words) == len(text_words)
+        as_written = [w.word for w in words] == text_words
         if not words or not as_written and word_count(text) != len(words):
             # No time stamps to cut it by: the window stays one segment, over the time it covers.
             whole = Span(self.spans[0].start, self.spans[-1].end)
