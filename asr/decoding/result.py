@@ -38,9 +38,8 @@ class Result:
     tokens: list[int]
     pieces: list[str]  # tokens as written in the vocabulary (word starts or spaces as ▁)
     score: float  # the search's score of the chosen hypothesis (log domain; see DecodingOptions.mode)
-    # From the CTC forced alignment (Viterbi) of `tokens`. All three are empty when the tokens do
-    # not fit in the frames (only possible in "attention" mode), or when the model's CTC head has
-    # a vocabulary of its own (imported Whisper models).
+    # From the CTC forced alignment (Viterbi) of the transcript, in the CTC head's labels. All three
+    # are empty when they do not fit in the frames (only possible in "attention" mode).
     token_times: list[tuple[float, float]]  # (start, end) seconds per token
     # Words as `text` writes them ("The", "dog."), timed by the CTC head even where it spells them its
     # own way (asr.decoding.align.written_words).
