@@ -113,9 +113,11 @@ class TimeStamps(NamedTuple):
 
 
 def time_stamps(log_probs: np.ndarray, tokens: list[int], tokenizer: "Tokenizer", timing: FrameTiming,
-                duration: float, blank_id: int) -> TimeStamps:
+                duration: float, blank_id: int, written: Optional[str] = None) -> TimeStamps:
     """Token times, word times, the frame alignment of one utterance and its path's log-probability;
-    log_probs (T', V) of its valid frames. All empty (the score None) when the tokens do not fit."""
+    log_probs (T', V) of its valid frames. All empty (the score None) when the tokens do not fit.
+    `written`: the transcript that `tokens` spell in the CTC head's own labels (a decoder with a
+    vocabulary of its own wrote it); the words are then given as it writes them (written_words)."""
     log_probs = np.asarray(log_probs, dtype=np.float32)
     alignment = forced_align(log_probs, tokens, blank_id)
     if alignment is None:
@@ -128,6 +130,8 @@ def time_stamps(log_probs: np.ndarray, tokens: list[int], tokenizer: "Tokenizer"
              sum(confidence[p] for p in positions) / len(positions))
         for word, positions in tokenizer.words(tokens)
     ]
+    if written is not None:
+        words = written_words(written, words, tokenizer)
     return TimeStamps(token_times, words, alignment, path_log_prob(log_probs, tokens, alignment, blank_id))
 
 

@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from asr.decoding.align import FrameTiming, time_stamps, written_words
+from asr.decoding.align import FrameTiming, time_stamps
 from asr.decoding.beam_search import beam_search
 from asr.decoding.vocabulary import ctc_shares_vocabulary
 from asr.decoding.ctc import best_path_scores, ctc_greedy_search, ctc_prefix_beam_search
@@ -128,7 +128,9 @@ def _decode_in_window(
     log_probs_cpu, frame_counts = log_probs.cpu().numpy(), ctc_lengths.tolist()
     durations = [n / config.frontend.sample_rate for n in lengths.tolist()]
     aligned = [
-        time_stamps(log_probs_cpu[b, :n], labels[b], vocab.ctc, timing, durations[b], config.blank_id)
+        # Words of the decoder's text, which the CTC head times in its own spelling, as the text writes them.
+        time_stamps(log_probs_cpu[b, :n], labels[b], vocab.ctc, timing, durations[b], config.blank_id,
+                    None if in_ctc_labels else texts[b])
         for b, n in enumerate(frame_counts)
     ]
     align_done = time.perf_counter()
@@ -149,8 +151,6 @@ def _decode_in_window(
     results = []
     for b, hyp in enumerate(best):
         token_times, words, alignment, path_score = aligned[b]
-        if not in_ctc_labels:  # the CTC head timed the decoder's words in its own spelling
-            words = written_words(texts[b], words, vocab.ctc)
         results.append(Result(
             text=texts[b],
             tokens=list(hyp.tokens),

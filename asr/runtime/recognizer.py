@@ -14,7 +14,7 @@ import numpy as np
 
 from asr.audio import load_audio, prepare_waveform
 from asr.config import FrontendConfig
-from asr.decoding.align import FrameTiming, time_stamps, written_words
+from asr.decoding.align import FrameTiming, time_stamps
 from asr.decoding.hypothesis import Hypothesis
 from asr.decoding.no_speech import NO_SPEECH_WINDOW_SECONDS, decoder_hears_no_speech, decoder_rule_applies, densest_stretch
 from asr.decoding.options import DecodingOptions, with_overrides
@@ -164,10 +164,10 @@ class OnnxRecognizer:
         text = self.tokenizer.decode(best.tokens)
         shared = self.ctc_tokenizer is self.tokenizer
         labels = list(best.tokens) if shared else self.ctc_tokenizer.encode(text)
-        stamps = time_stamps(log_probs, labels, self.ctc_tokenizer, self.timing, duration, self.config.blank_id)
-        words = stamps.words if shared else written_words(text, stamps.words, self.ctc_tokenizer)
+        stamps = time_stamps(log_probs, labels, self.ctc_tokenizer, self.timing, duration, self.config.blank_id,
+                             None if shared else text)
         return Result(text=text, tokens=list(best.tokens), pieces=[self.tokenizer.piece(t) for t in best.tokens],
-                      score=best.score, token_times=stamps.token_times, words=words,
+                      score=best.score, token_times=stamps.token_times, words=stamps.words,
                       alignment=stamps.alignment, alignment_score=stamps.path_score,
                       frame_timing=self.timing, duration=duration, speech_prob=speech_prob,
                       timings=Timings(0.0, 0.0, 0.0, 0.0), no_speech_prob=no_speech)
