@@ -49,6 +49,7 @@ from asr.config import AugmentConfig
 from asr.data.augment import build_augmenter
 from asr.data.manifest import read_manifest
 from asr.decoding.beam_search import beam_search
+from asr.decoding.options import SHORT_WINDOW_MARGIN_FRAMES
 
 # the same voices, development speakers and gate
 from gate_head import DEV_SPEAKERS, TEACHER, calibrate_gate, speech_sets, training_noise
@@ -58,6 +59,10 @@ log = logging.getLogger("distill")
 SAMPLE_RATE = 16000
 PAD_TO_FRAMES = 3000
 MAX_WINDOW_SECONDS = 28.0
+# --short-window-share: the short window (DecodingOptions.short_pad_to_frames) the student also learns
+# to read, and the longest window it is given there: recordings that fit it with decoding's margin.
+SHORT_PAD_TO_FRAMES = 1000
+MAX_SHORT_WINDOW_SECONDS = (SHORT_PAD_TO_FRAMES - SHORT_WINDOW_MARGIN_FRAMES) / 100
 GATE_UTTERANCES_PER_SPEAKER = 8  # gate_head.py's --per-speaker: the same development utterances
 # Harder than the fine-tuning's mix: babble is where Whisper fails first (issue 17).
 NOISE = AugmentConfig(noise_prob=0.4, colored_noise_prob=0.1, babble_prob=0.4, reverb_prob=0.2,
@@ -80,10 +85,10 @@ def training_voices(data_dir: Path, dev_speakers: int, seed: int) -> list[str]:
     return [u.audio for u in train] + [u.audio for u in untranscribed]
 
 
-def window(paths: list[str], rng: np.random.Generator) -> np.ndarray:
+def window(paths: list[str], rng: np.random.Generator, longest: float = MAX_WINDOW_SECONDS) -> np.ndarray:
     """Utterances drawn from `paths` joined by 0.2-1.0 s pauses, up to a length drawn between 3 s
-    and 28 s (a single longer utterance is cut at 28 s)."""
-    budget = int(rng.uniform(3.0, MAX_WINDOW_SECONDS) * SAMPLE_RATE)
+    (or `longest`/3) and `longest` (a single longer utterance is cut at `longest`)."""
+    budget = int(rng.uniform(min(3.0, longest / 3), longest) * SAMPLE_RATE)
     parts, used = [], 0
     while used < budget:
         audio = load_audio(paths[int(rng.integers(len(paths)))], SAMPLE_RATE)
@@ -93,7 +98,7 @@ def window(paths: list[str], rng: np.random.Generator) -> np.ndarray:
             pause = np.zeros(int(rng.uniform(0.2, 1.0) * SAMPLE_RATE), np.float32)
             parts.append(pause)
             used += len(pause)
-        parts.append(audio[: int(MAX_WINDOW_SECONDS * SAMPLE_RATE) - used])
+        parts.append(audio[: int(longest * SAMPLE_RATE) - used])
         used += len(parts[-1])
     return np.concatenate(parts).astype(np.float32)
 
@@ -150,11 +155,14 @@ def teach(teacher, clean: torch.Tensor, lengths: torch.Tensor, tokens_per_second
     return hidden, tokens_in, in_lengths, tokens_out != -1, log_probs, transcripts
 
 
-def student_loss(student, audio, lengths, taught, mse_weight: float, speaker=None) -> tuple[torch.Tensor, float, float]:
+def student_loss(student, audio, lengths, taught, mse_weight: float, speaker=None,
+                 pad_to_frames: int = PAD_TO_FRAMES) -> tuple[torch.Tensor, float, float]:
     """KL from the teacher's token distributions plus mse_weight * encoder-state distance; `speaker`:
-    the enrolled voice each row follows (enroll.py)."""
+    the enrolled voice each row follows (enroll.py). A student window shorter than the teacher's
+    (`pad_to_frames`) is held to the teacher's states over the same stretch of audio."""
     hidden_t, tokens_in, in_lengths, valid, log_probs_t, _ = taught
-    hidden = student.encode(audio, lengths, pad_to_frames=PAD_TO_FRAMES, speaker=speaker).hidden
+    hidden = student.encode(audio, lengths, pad_to_frames=pad_to_frames, speaker=speaker).hidden
+    hidden_t = hidden_t[:, : hidden.shape[1]]
     mask = torch.ones(len(audio), hidden.shape[1], dtype=torch.bool)
     log_probs = torch.log_softmax(student.decoder(tokens_in, in_lengths, hidden, mask).logits.float(), dim=-1)
     kl = (log_probs_t.exp() * (log_probs_t - log_probs)).sum(-1)
@@ -186,14 +194,18 @@ def train(args, teacher, student, paths: list[str], augmenter, exp: Path) -> Non
         start = int(state["step"])
         log.info("resumed from %s (step %d)", path, start)
     csv_path = exp / "train.csv"
-    fields = ["step", "lr", "kl_noisy", "kl_clean", "mse_noisy", "mse_clean", "audio_seconds", "seconds"]
+    fields = ["step", "student_frames", "lr", "kl_noisy", "kl_clean", "mse_noisy", "mse_clean", "audio_seconds", "seconds"]
     if not csv_path.exists():
         csv_path.write_text(",".join(fields) + "\n")
     student.train()
     for step in range(start + 1, args.steps + 1):
         began = time.time()
         rng = np.random.default_rng([args.seed, step])  # a step's data depends on the step alone: exact resume
-        clean = [window(paths, rng) for _ in range(args.batch)]
+        # No draw without the option: the shipped student's steps keep their data.
+        short = args.short_window_share > 0 and rng.random() < args.short_window_share
+        student_frames = SHORT_PAD_TO_FRAMES if short else PAD_TO_FRAMES
+        clean = [window(paths, rng, MAX_SHORT_WINDOW_SECONDS if short else MAX_WINDOW_SECONDS)
+                 for _ in range(args.batch)]
         noisy = [augmenter(w, rng) for w in clean]
         clean_audio, lengths = batch_of(clean)
         noisy_audio, _ = batch_of(noisy)
@@ -201,18 +213,20 @@ def train(args, teacher, student, paths: list[str], augmenter, exp: Path) -> Non
         for group in optimizer.param_groups:
             group["lr"] = args.lr * schedule(step)
         optimizer.zero_grad()
-        loss_noisy, kl_noisy, mse_noisy = student_loss(student, noisy_audio, lengths, taught, args.mse_weight)
+        loss_noisy, kl_noisy, mse_noisy = student_loss(student, noisy_audio, lengths, taught, args.mse_weight,
+                                                       pad_to_frames=student_frames)
         loss_noisy.backward()
-        loss_clean, kl_clean, mse_clean = student_loss(student, clean_audio, lengths, taught, args.mse_weight)
+        loss_clean, kl_clean, mse_clean = student_loss(student, clean_audio, lengths, taught, args.mse_weight,
+                                                       pad_to_frames=student_frames)
         (args.clean_weight * loss_clean).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        row = [step, optimizer.param_groups[0]["lr"], kl_noisy, kl_clean, mse_noisy, mse_clean,
+        row = [step, student_frames, optimizer.param_groups[0]["lr"], kl_noisy, kl_clean, mse_noisy, mse_clean,
                float(lengths.sum()) / SAMPLE_RATE, time.time() - began]
         with open(csv_path, "a", newline="") as f:
             csv.writer(f).writerow([f"{v:.5g}" if isinstance(v, float) else v for v in row])
-        log.info("step %d: KL noisy %.4f clean %.4f, MSE noisy %.4f clean %.4f (%.1f s)",
-                 step, kl_noisy, kl_clean, mse_noisy, mse_clean, row[-1])
+        log.info("step %d (%d frames): KL noisy %.4f clean %.4f, MSE noisy %.4f clean %.4f (%.1f s)",
+                 step, student_frames, kl_noisy, kl_clean, mse_noisy, mse_clean, row[-1])
         if step % args.save_every == 0 or step == args.steps:
             save_checkpoint({"encoder": student.encoder.state_dict(), "optimizer": optimizer.state_dict(),
                              "step": step}, exp / "checkpoints" / f"step_{step:06d}.pt")
@@ -236,12 +250,14 @@ def export(args, student, tokenizer, meta: dict, data_dir: Path, exp: Path) -> N
     info = {**meta.get("info", {}), "encoder": f"distilled in noise from the teacher, {path.name} "
             "(recipes/whisper_ctc/distill.py)"}
     chars = load_ctc_tokenizer(args.teacher, meta, tokenizer)
-    staged = save_model(student, tokenizer, exp / "uncalibrated", info, chars, meta.get("decoding"), "tiny.en", True)
+    decoding = dict(meta.get("decoding", {}))
+    if args.short_window_share:  # it decodes short recordings in the window it learnt, and is calibrated so
+        decoding["short_pad_to_frames"] = SHORT_PAD_TO_FRAMES
+    staged = save_model(student, tokenizer, exp / "uncalibrated", info, chars, decoding, "tiny.en", True)
     train, dev = speech_sets(data_dir, GATE_UTTERANCES_PER_SPEAKER, args.dev_speakers, args.seed)
     gate = calibrate_gate(staged, dev, training_noise(data_dir, train, args.seed), data_dir, args.seed, args.keep)
     cap = token_cap(training_rates(data_dir, tokenizer, args.dev_speakers, args.seed))
-    decoding = {**meta.get("decoding", {}), "no_speech_threshold": round(gate["no_speech_threshold"], 4),
-                "max_tokens_per_second": cap}
+    decoding.update(no_speech_threshold=round(gate["no_speech_threshold"], 4), max_tokens_per_second=cap)
     if args.rule_from:  # the decoder's no-speech rule, which no_speech_rule.py set for the shipped default
         rule = read_meta(Path(args.rule_from)).get("decoding", {})
         decoding.update({k: rule[k] for k in NO_SPEECH_RULE if k in rule})
@@ -269,6 +285,9 @@ def main() -> None:
     parser.add_argument("--music", nargs="+", default=(), metavar="BANK_MANIFEST",
                         help="with --noise with-music: recorded music to draw from instead of synthetic pieces "
                         "(python -m asr.data.corpora music)")
+    parser.add_argument("--short-window-share", type=float, default=0.0,
+                        help=f"share of steps whose windows fit the short window ({SHORT_PAD_TO_FRAMES} frames), "
+                        "which the student reads there and the teacher in its 30 s")
     parser.add_argument("--student-from", help="start the student's encoder from this model folder's instead of "
                         "the teacher's (a resumed run takes its checkpoint)")
     parser.add_argument("--keep", type=float, default=0.99, help="as gate_head.py: share of dev speech the gate lets through")
