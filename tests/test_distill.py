@@ -15,6 +15,7 @@ sys.path.insert(0, str(REPO / "recipes" / "whisper_ctc"))
 import distill  # noqa: E402
 import speech_rate  # noqa: E402
 from asr.data.manifest import Utterance  # noqa: E402
+from asr.decoding.options import DecodingOptions  # noqa: E402
 from asr.model_folder import read_description, resolve_model  # noqa: E402
 
 CLIPS = [str(p) for p in sorted((REPO / "audio_samples").glob("*.flac"))]
@@ -28,6 +29,12 @@ def test_windows_join_whole_utterances_with_pauses_and_stay_under_28_s():
         assert len(window) >= min(lengths)  # at least one whole utterance
     again = distill.window(CLIPS, np.random.default_rng([0, 3]))
     assert np.array_equal(again, distill.window(CLIPS, np.random.default_rng([0, 3])))  # a step's data is fixed
+    for step in range(20):  # the short window's: what decoding pads to 10 s, with its margin
+        window = distill.window(CLIPS, np.random.default_rng([1, step]), distill.MAX_SHORT_WINDOW_SECONDS)
+        frames = len(window) // 160
+        assert 0 < len(window) <= distill.MAX_SHORT_WINDOW_SECONDS * distill.SAMPLE_RATE
+        assert DecodingOptions(pad_to_frames=3000, short_pad_to_frames=distill.SHORT_PAD_TO_FRAMES).window_frames(
+            frames) == distill.SHORT_PAD_TO_FRAMES
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +53,12 @@ def test_the_teacher_as_its_own_student_has_no_loss_on_clean_audio_and_some_in_n
         assert kl == pytest.approx(0.0, abs=1e-4) and mse == pytest.approx(0.0, abs=1e-6)
         noisy_audio, _ = distill.batch_of([noisy[: len(clean)]])
         _, kl_noisy, mse_noisy = distill.student_loss(teacher, noisy_audio, lengths, taught, mse_weight=1.0)
+        # In the short window the same clean audio is scored against the teacher's 30 s reading of it,
+        # which the unchanged model does not give there: that is what a student learns.
+        _, kl_short, mse_short = distill.student_loss(teacher, audio, lengths, taught, mse_weight=1.0,
+                                                      pad_to_frames=distill.SHORT_PAD_TO_FRAMES)
     assert kl_noisy > 0.01 and mse_noisy > 0.01
+    assert mse_short > 0.01 and kl_short > 1e-3
 
 
 def test_a_silent_row_is_taught_to_end_at_once_whatever_the_teacher_hears(teacher):
