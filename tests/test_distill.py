@@ -85,6 +85,11 @@ def test_only_the_encoder_trains(teacher):
     assert {id(p) for p in params} == {id(p) for p in student.encoder.parameters()}
     assert not any(p.requires_grad for p in student.decoder.parameters())
     assert not any(p.requires_grad for p in student.ctc.parameters())
+    with_cross = distill.trainable(student, cross_attention=True)
+    cross = {id(p) for layer in student.decoder.layers for p in layer.cross_attn.parameters()}
+    assert cross < {id(p) for p in with_cross} and len(with_cross) > len(params)
+    assert not any(p.requires_grad for p in student.decoder.embed.parameters())
+    assert not any(p.requires_grad for layer in student.decoder.layers for p in layer.self_attn.parameters())
 
 
 def test_the_token_cap_counts_tokens_as_the_decoder_writes_them_and_leaves_room_over_the_fastest_speech():

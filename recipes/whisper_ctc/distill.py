@@ -5,7 +5,8 @@ The teacher is Whisper tiny.en unchanged, with its CTC head (gate_head.py). For 
 training window it encodes the clean audio and transcribes it (greedy), so no transcript is needed
 and any voice can be used. The student, initialised as the teacher, has its encoder trained while
 the decoder and CTC head stay frozen, so everything the decoder knows about language is kept and
-only what it is given to read changes. The loss, on the noisy copy and on the clean audio alike:
+only what it is given to read changes (`--train-cross-attention` lets the decoder's reading of it
+train too). The loss, on the noisy copy and on the clean audio alike:
 
     KL(teacher's token distributions on clean || student's)   over the teacher's transcript
     + mse_weight * mean squared distance of the encoder states from the teacher's on clean audio
@@ -171,25 +172,38 @@ def student_loss(student, audio, lengths, taught, mse_weight: float, speaker=Non
     return kl + mse_weight * mse, float(kl.detach()), float(mse.detach())
 
 
-def trainable(model) -> list[torch.nn.Parameter]:
-    """The encoder's parameters; decoder and CTC head stay the teacher's."""
+def trainable(model, cross_attention: bool = False) -> list[torch.nn.Parameter]:
+    """The encoder's parameters, and with `cross_attention` the decoder's attention to it (each
+    layer's cross-attention and the norm before it); the rest of the decoder and the CTC head stay
+    the teacher's."""
     for p in model.parameters():
         p.requires_grad_(False)
     params = list(model.encoder.parameters())
+    if cross_attention:
+        params += [p for layer in model.decoder.layers
+                   for p in (*layer.cross_attn.parameters(), *layer.cross_norm.parameters())]
     for p in params:
         p.requires_grad_(True)
     return params
 
 
+def load_trained(student, state: dict) -> None:
+    """A checkpoint's encoder, and its decoder where it has one (checkpoints before
+    --train-cross-attention hold the encoder alone)."""
+    student.encoder.load_state_dict(state["encoder"])
+    if "decoder" in state:
+        student.decoder.load_state_dict(state["decoder"])
+
+
 def train(args, teacher, student, paths: list[str], augmenter, exp: Path) -> None:
-    params = trainable(student)
+    params = trainable(student, args.train_cross_attention)
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     schedule = lambda step: min(1.0, step / args.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.steps)))  # noqa: E731
     start = 0
     latest = load_latest_checkpoint(exp / "checkpoints")
     if latest is not None:
         path, state = latest
-        student.encoder.load_state_dict(state["encoder"])
+        load_trained(student, state)
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
         log.info("resumed from %s (step %d)", path, start)
@@ -228,8 +242,9 @@ def train(args, teacher, student, paths: list[str], augmenter, exp: Path) -> Non
         log.info("step %d (%d frames): KL noisy %.4f clean %.4f, MSE noisy %.4f clean %.4f (%.1f s)",
                  step, student_frames, kl_noisy, kl_clean, mse_noisy, mse_clean, row[-1])
         if step % args.save_every == 0 or step == args.steps:
-            save_checkpoint({"encoder": student.encoder.state_dict(), "optimizer": optimizer.state_dict(),
-                             "step": step}, exp / "checkpoints" / f"step_{step:06d}.pt")
+            save_checkpoint({"encoder": student.encoder.state_dict(), "decoder": student.decoder.state_dict(),
+                             "optimizer": optimizer.state_dict(), "step": step},
+                            exp / "checkpoints" / f"step_{step:06d}.pt")
             for old in list_checkpoints(exp / "checkpoints")[:-2]:  # the last two, and every keep_every-th
                 if int(old.stem.split("_")[1]) % args.keep_every:
                     old.unlink()
@@ -245,7 +260,7 @@ def export(args, student, tokenizer, meta: dict, data_dir: Path, exp: Path) -> N
     if latest is None:
         raise SystemExit(f"no checkpoint in {exp / 'checkpoints'}")
     path, state = latest
-    student.encoder.load_state_dict(state["encoder"])
+    load_trained(student, state)
     student.eval()
     info = {**meta.get("info", {}), "encoder": f"distilled in noise from the teacher, {path.name} "
             "(recipes/whisper_ctc/distill.py)"}
@@ -288,6 +303,8 @@ def main() -> None:
     parser.add_argument("--short-window-share", type=float, default=0.0,
                         help=f"share of steps whose windows fit the short window ({SHORT_PAD_TO_FRAMES} frames), "
                         "which the student reads there and the teacher in its 30 s")
+    parser.add_argument("--train-cross-attention", action="store_true",
+                        help="train the decoder's cross-attention too (the rest of the decoder stays the teacher's)")
     parser.add_argument("--student-from", help="start the student's encoder from this model folder's instead of "
                         "the teacher's (a resumed run takes its checkpoint)")
     parser.add_argument("--keep", type=float, default=0.99, help="as gate_head.py: share of dev speech the gate lets through")
