@@ -18,6 +18,14 @@ The head trained here stays with every model distill.py derives (it trains the e
 `--head-from asr/models/whisper-tiny-ctc` rebuilds the teacher in minutes instead of an hour: the
 head is taken from that folder once its decoder is checked to be tiny.en's, and only the gate is
 calibrated again, on the unchanged encoder.
+
+A student whose encoder reads short recordings in a window of its own (distill.py
+`--short-window-share`) gives the head states it never saw: `--encoder-from FOLDER` trains a head
+for that folder's encoder instead, each example encoded in the window the folder's decoding puts it
+in, and writes the folder again with the new head and its gate calibrated:
+
+    python recipes/whisper_ctc/gate_head.py --encoder-from exp/distill_short_cross/model \
+        --exp exp/distill_short_cross/head --out exp/distill_short_cross/model_head
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from asr.config import AugmentConfig
 from asr.data.augment import build_augmenter, fit_to_length
 from asr.data.manifest import read_manifest
 from asr.data.noise import TRAIN, NoiseBank
+from asr.decoding.options import DecodingOptions
 from asr.importers.whisper import WHISPER_DECODING, ctc_tokenizer, import_whisper
 
 log = logging.getLogger("gate_head")
@@ -93,20 +102,26 @@ def no_speech_clips(data_dir: Path, count: int, seed: int) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def encode(model, waveforms: list[np.ndarray]) -> list[torch.Tensor]:
-    """Encoder states of the frames that hold audio, with the input padded as decoding pads it."""
+def encode(model, waveforms: list[np.ndarray], pad_to_frames: int = PAD_TO_FRAMES) -> list[torch.Tensor]:
+    """Encoder states of the frames that hold audio, with the input padded to `pad_to_frames`."""
     lengths = torch.tensor([len(w) for w in waveforms])
     batch = torch.zeros(len(waveforms), int(lengths.max()))
     for i, w in enumerate(waveforms):
         batch[i, : len(w)] = torch.from_numpy(w)
-    enc = model.encode(batch, lengths, pad_to_frames=PAD_TO_FRAMES)
+    enc = model.encode(batch, lengths, pad_to_frames=pad_to_frames)
     frames = torch.minimum(enc.lengths, model.encoded_frames(lengths)).tolist()
     return [enc.hidden[i, :n].half().clone() for i, n in enumerate(frames)]
 
 
+def window_of(model, decoding: DecodingOptions, samples: int) -> int:
+    """The encoder window, in frames, decoding reads a recording of `samples` samples in."""
+    return decoding.window_frames(int(model.frontend.num_frames(torch.tensor([samples]))[0]))
+
+
 def cache_features(model, tokenizer, examples: list[tuple[str, np.ndarray | str, str]], folder: Path,
-                   augmenter, seed: int, chunk: int = 64) -> None:
-    """Writes (features, CTC targets) in chunks of `chunk` examples; a rerun skips finished chunks."""
+                   augmenter, seed: int, decoding: DecodingOptions, chunk: int = 64) -> None:
+    """Writes (features, CTC targets) in chunks of `chunk` examples, each encoded in the window
+    `decoding` reads it in; a rerun skips finished chunks."""
     folder.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(examples), chunk):
         path = folder / f"chunk_{start // chunk:04d}.pt"
@@ -122,11 +137,13 @@ def cache_features(model, tokenizer, examples: list[tuple[str, np.ndarray | str,
             waves.append(np.asarray(wave, np.float32))
             targets.append(tokenizer.encode(text) if text else [])
         features = []
-        order = np.argsort([len(w) for w in waves])
+        windows = [window_of(model, decoding, len(w)) for w in waves]
+        order = sorted(range(len(waves)), key=lambda j: (windows[j], len(waves[j])))
         for i in range(0, len(order), 8):  # batches of similar length
             idx = order[i : i + 8]
-            for j, f in zip(idx, encode(model, [waves[j] for j in idx])):
-                features.append((int(j), f))
+            for window in sorted({windows[j] for j in idx}):  # one window per encoder call
+                same = [j for j in idx if windows[j] == window]
+                features += list(zip(same, encode(model, [waves[j] for j in same], window)))
         features = [f for _, f in sorted(features, key=lambda p: p[0])]
         tmp = path.with_suffix(".tmp")
         torch.save({"features": features, "targets": targets}, tmp)
@@ -228,12 +245,23 @@ def main() -> None:
     parser.add_argument("--base", default="tiny.en", help="store only the weights that differ from this model")
     parser.add_argument("--half", action="store_true", help="store them as float16")
     parser.add_argument("--head-from", help="take the CTC head from this distill.py student instead of training it")
+    parser.add_argument("--encoder-from", help="train the head for this model folder's encoder, in the windows its "
+                        "decoding reads, instead of tiny.en's; --out gets that folder with the new head")
     args = parser.parse_args()
+    if args.head_from and args.encoder_from:
+        parser.error("--head-from takes a head for tiny.en's encoder; --encoder-from trains one for another")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     data_dir, exp = Path(args.data_dir), Path(args.exp)
 
-    model, tokenizer, notes = import_whisper("tiny.en")
+    if args.encoder_from:
+        model, tokenizer, meta = load_model_dir(args.encoder_from)
+        notes, decoding = meta.get("info", {}), dict(meta.get("decoding", {}))
+        if getattr(load_ctc_tokenizer(args.encoder_from, meta, tokenizer), "symbols", None) != ctc_tokenizer().symbols:
+            raise SystemExit(f"{args.encoder_from}: its CTC head does not write this script's alphabet")
+    else:
+        (model, tokenizer, notes), decoding = import_whisper("tiny.en"), dict(WHISPER_DECODING)
+    decoding.pop("no_speech_threshold", None)  # calibrated below, for this head
     model.eval()
     chars = ctc_tokenizer()
     train, dev = speech_sets(data_dir, args.per_speaker, args.dev_speakers, args.seed)
@@ -245,15 +273,15 @@ def main() -> None:
     if args.head_from:
         head_of(model, Path(args.head_from))
     else:
-        cache_features(model, chars, examples, exp / "features", augmenter, args.seed)
+        cache_features(model, chars, examples, exp / "features", augmenter, args.seed, DecodingOptions(**decoding))
         train_head(model.ctc.proj, load_cache(exp / "features"), model.config.blank_id, args.epochs, args.lr,
                    args.seed)
     info = {**(notes or {}), "ctc_head": "trained on the frozen encoder (recipes/whisper_ctc/gate_head.py)",
             "train_utterances": len(train), "dev_speakers": sorted({u.speaker for u in dev})}
-    folder = save_model(model, tokenizer, exp / "head", info, chars, dict(WHISPER_DECODING))
+    folder = save_model(model, tokenizer, exp / "head", info, chars, decoding)
     gate = calibrate_gate(folder, dev, augmenter, data_dir, args.seed, args.keep)
     (exp / "gate.json").write_text(json.dumps(gate, indent=2) + "\n")
-    decoding = {**WHISPER_DECODING, "no_speech_threshold": round(gate["no_speech_threshold"], 4)}
+    decoding["no_speech_threshold"] = round(gate["no_speech_threshold"], 4)
     print(save_model(model, tokenizer, args.out, {**info, "gate": gate}, chars, decoding, args.base, args.half))
 
 
