@@ -10,6 +10,8 @@ The pair chosen: among those that raise the clean errors by at most CLEAN_ALLOWA
 words, the one that silences the most crowds, then the one with the fewest errors in noise.
 
     python recipes/whisper_ctc/no_speech_rule.py --dev exp/dev_noise --out exp/no_speech_rule
+
+`--model FOLDER` sets the rule for another model folder (a candidate for the default) the same way.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from asr.data.augment import make_babble
 from asr.data.manifest import read_manifest
 from asr.evaluate import cpu_model, git_revision
 from asr.noisy import CROWD_RECORDINGS, NOISE_ONLY_LEVEL_DBFS, PEAK, at_rms
+from asr.model_folder import DEFAULT_MODEL
 from asr.runtime.recognizer import load_onnx
 from asr.scoring import score_utterance
 from asr.text import normalize
@@ -88,11 +91,12 @@ def main() -> None:
     parser.add_argument("--crowds", type=int, default=40)
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--out", type=Path, default=Path("exp/no_speech_rule"))
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="the model folder (or bundled name) to set the rule for")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
     from gate_head import speech_sets
 
-    recognizer = load_onnx(threads=2)
+    recognizer = load_onnx(args.model, threads=2)
     train, _ = speech_sets(args.data_dir, 10, 10, 0)  # dev_noise.py's training voices
     clips = {"crowd": [measure(recognizer, a, "") for a in crowds([u.audio for u in train], args.crowds, 4.0, args.seed)]}
     for name in SPEECH_SETS:
