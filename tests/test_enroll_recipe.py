@@ -5,6 +5,7 @@ import importlib.util
 import sys
 
 import numpy as np
+import pytest
 
 from asr.data.augment import active_speech_power
 from tests.conftest import REPO
@@ -95,3 +96,36 @@ def test_the_exported_model_holds_the_trained_adapters_and_searches_enrolled_voi
     assert exported.default_options.mode == meta["decoding"]["mode"]  # without enrollment, searched as before
     got = exported.model.encoder.speaker_adapters.state_dict()
     assert all(torch.equal(got[k], v.half().float()) for k, v in adapters.items())  # stored as float16
+
+
+def test_each_mixture_is_read_in_the_window_decoding_reads_it_in():
+    """A model with a short window (DecodingOptions.short_pad_to_frames) learns its adapters there for
+    short mixtures and in the 30 s window for long ones; without one, the batch is read whole."""
+    import torch
+
+    from asr.audio import load_audio
+    from asr.checkpoint import load_model_dir
+    from asr.config import SpeakerConfig
+    from asr.decoding.options import DecodingOptions
+    from asr.model_folder import DEFAULT_MODEL, resolve_model
+    from distill import batch_of, student_loss, teach
+
+    default, _, _ = load_model_dir(resolve_model(DEFAULT_MODEL))
+    student = enroll.with_adapters(default, SpeakerConfig())
+    short = load_audio(str(SAMPLES / "LJ001-0002.flac"), enroll.SAMPLE_RATE)
+    long = np.concatenate([load_audio(str(SAMPLES / name), enroll.SAMPLE_RATE)
+                           for name in ("LJ001-0004.flac", "1089-134686-0001.flac", "LJ001-0002.flac")])
+    assert len(short) < 8 * enroll.SAMPLE_RATE < 10 * enroll.SAMPLE_RATE < len(long)
+    audio, lengths = batch_of([short, long])
+    speaker = torch.nn.functional.normalize(torch.randn(2, 256, generator=torch.Generator().manual_seed(0)), dim=-1)
+    taught = teach(default.eval(), audio, lengths)
+
+    def kl(decoding):
+        return enroll.backward_in_windows(student, audio, lengths, taught, speaker, 1.0, decoding)[0]
+
+    whole = student_loss(student, audio, lengths, taught, 1.0, speaker, 3000)[1]
+    assert kl(DecodingOptions(pad_to_frames=3000)) == pytest.approx(whole, rel=1e-5)
+    apart = [student_loss(student, audio[[i], : lengths[i]], lengths[[i]], enroll.rows_of(taught, [i]), 1.0,
+                          speaker[[i]], frames)[1] for i, frames in ((0, 1000), (1, 3000))]
+    assert kl(DecodingOptions(pad_to_frames=3000, short_pad_to_frames=1000)) == pytest.approx(sum(apart) / 2, rel=1e-5)
+    assert sum(apart) / 2 != pytest.approx(whole, rel=1e-3)

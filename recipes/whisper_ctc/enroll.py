@@ -24,7 +24,10 @@ Speech but its held-out clips, FSDD's training speakers, and the untranscribed L
     python recipes/whisper_ctc/enroll.py --exp exp/enroll --export asr/models/whisper-tiny-ctc
 
 A model that already has adapters (the shipped default) trains on from them: a further round, which
-needs mixtures the first did not see (--mixture-seed).
+needs mixtures the first did not see (--mixture-seed). A model with a new encoder starts from another
+folder's adapters (--adapters-from). Each mixture is read in the window the model's decoding reads a
+recording of its length in (a student with a short window, distill.py --short-window-share, reads
+the shorter mixtures there).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from asr.audio import load_audio
 from asr.checkpoint import list_checkpoints, load_latest_checkpoint, load_model_dir, save_checkpoint, save_model
 from asr.config import SpeakerConfig
 from asr.data.manifest import read_manifest
+from asr.decoding.options import DecodingOptions
 from asr.enrollment import speaker_embedding
 from asr.errors import EnrollmentError
 from asr.model.asr_model import ASRModel
@@ -52,7 +56,7 @@ from asr.model_folder import DEFAULT_MODEL, load_ctc_tokenizer, resolve_model
 from asr.noisy import PEAK
 
 from distill import SAMPLE_RATE, batch_of, noise_augmenter, student_loss, teach
-from gate_head import DEV_SPEAKERS, TEACHER, speech_sets
+from gate_head import DEV_SPEAKERS, TEACHER, speech_sets, window_of
 
 log = logging.getLogger("enroll")
 MAX_TARGET_SECONDS = 20.0
@@ -211,7 +215,31 @@ def with_adapters(default: ASRModel, config: SpeakerConfig) -> ASRModel:
     return model
 
 
-def train(args, teacher, student, speakers, embeddings, augmenter, exp: Path) -> None:
+def rows_of(taught: tuple, rows: list[int]) -> tuple:
+    """distill.teach's lessons for the windows `rows` of its batch."""
+    *tensors, transcripts = taught
+    index = torch.tensor(rows)
+    return (*(t[index] for t in tensors), [transcripts[i] for i in rows])
+
+
+def backward_in_windows(student, heard: torch.Tensor, lengths: torch.Tensor, taught: tuple, speaker: torch.Tensor,
+                        mse_weight: float, decoding: DecodingOptions) -> tuple[float, float]:
+    """Backpropagates distill.student_loss over a batch, each mixture read in the window decoding reads
+    a recording of its length in (one encoder call per window; the batch's loss is the mean over
+    mixtures); returns its KL and MSE."""
+    frames = [window_of(student, decoding, n) for n in lengths.tolist()]
+    kl = mse = 0.0
+    for window in sorted(set(frames)):
+        rows = [i for i, f in enumerate(frames) if f == window]
+        longest, share = int(lengths[rows].max()), len(rows) / len(frames)
+        loss, part_kl, part_mse = student_loss(student, heard[rows, :longest], lengths[rows], rows_of(taught, rows),
+                                               mse_weight, speaker[rows], window)
+        (share * loss).backward()
+        kl, mse = kl + share * part_kl, mse + share * part_mse
+    return kl, mse
+
+
+def train(args, teacher, student, speakers, embeddings, augmenter, exp: Path, decoding: DecodingOptions) -> None:
     adapters = student.encoder.speaker_adapters
     params = list(adapters.parameters())
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
@@ -244,8 +272,7 @@ def train(args, teacher, student, speakers, embeddings, augmenter, exp: Path) ->
         for group in optimizer.param_groups:
             group["lr"] = args.lr * schedule(step)
         optimizer.zero_grad()
-        loss, kl, mse = student_loss(student, heard_audio, lengths, taught, args.mse_weight, speaker)
-        loss.backward()
+        kl, mse = backward_in_windows(student, heard_audio, lengths, taught, speaker, args.mse_weight, decoding)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         row = [step, optimizer.param_groups[0]["lr"], kl, mse, float(lengths.sum()) / SAMPLE_RATE, time.time() - began]
@@ -296,6 +323,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="which training speakers are development ones")
     parser.add_argument("--mixture-seed", type=int, help="the draw of training mixtures (default: --seed)")
+    parser.add_argument("--adapters-from", help="start the adapters from this model folder's (a run without a "
+                        "checkpoint): for a model whose encoder changed since its adapters were trained")
     parser.add_argument("--export", help="write the model with the latest checkpoint's adapters here, and stop")
     args = parser.parse_args()
     if args.mixture_seed is None:
@@ -313,8 +342,14 @@ def main() -> None:
     speakers = training_speakers(data_dir, args.dev_speakers, args.seed)
     embeddings = embed_all(speakers, exp / "embeddings.npz")
     augmenter = noise_augmenter(data_dir, [p.audio for ps in speakers.values() for p in ps], args.seed)
+    if args.adapters_from:
+        source, _, _ = load_model_dir(args.adapters_from)
+        if source.encoder.speaker_adapters is None:
+            raise SystemExit(f"{args.adapters_from}: that model has no speaker adapters to start from")
+        student.encoder.speaker_adapters.load_state_dict(source.encoder.speaker_adapters.state_dict())
     teacher, _, _ = load_model_dir(args.teacher)
-    train(args, teacher.eval(), student, speakers, embeddings, augmenter, exp)
+    train(args, teacher.eval(), student, speakers, embeddings, augmenter, exp,
+          DecodingOptions(**meta.get("decoding", {})))
 
 
 if __name__ == "__main__":
