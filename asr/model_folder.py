@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from asr.config import ModelConfig, from_dict
+from asr.decoding.options import DecodingOptions
 from asr.errors import CheckpointError, ConfigError, TokenizerError
 from asr.tokenizer import Tokenizer, load_tokenizer
 
@@ -65,6 +66,20 @@ def read_description(directory: Path) -> tuple[dict, ModelConfig, Tokenizer]:
     except (OSError, UnicodeDecodeError, KeyError, TypeError, ConfigError, TokenizerError) as err:
         raise CheckpointError(f"{meta_path}: invalid model description ({err})") from None
     return meta, config, tokenizer
+
+
+def model_decoding(meta: dict, config: ModelConfig) -> DecodingOptions:
+    """The decoding a model's description sets (its `decoding`); CheckpointError where it names an
+    unknown field, or asks for Whisper's no-speech rule of a model without a no-speech token, where
+    the rule would never act (a folder derived from one written before the token was recorded)."""
+    try:
+        options = DecodingOptions(**meta.get("decoding", {}))
+    except TypeError as err:
+        raise CheckpointError(f"invalid decoding settings in the model description: {err}") from None
+    if options.decoder_no_speech_threshold and config.no_speech_id < 0:
+        raise CheckpointError("the model description sets decoder_no_speech_threshold, but the model has no "
+                              "no-speech token (model.no_speech_id): the rule would never act")
+    return options
 
 
 def with_checksum(directory: Path, tokenizer_meta: dict) -> dict:

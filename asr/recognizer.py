@@ -16,7 +16,7 @@ from asr.decoding.decode import decode
 from asr.decoding.options import DecodingOptions, with_overrides
 from asr.decoding.result import Result
 from asr.errors import CheckpointError, ConfigError
-from asr.model_folder import DEFAULT_MODEL, load_ctc_tokenizer, resolve_model
+from asr.model_folder import DEFAULT_MODEL, load_ctc_tokenizer, model_decoding, resolve_model
 from asr.model.asr_model import ASRModel
 from asr.config import QUANTIZE_MODES, FrontendConfig
 from asr.model.quantize import quantize as quantize_model
@@ -45,10 +45,7 @@ class Recognizer:
         self.quantization = quantization  # how `model` was quantised (asr.model.quantize), None: not at all
         self._quantized: dict[str, Recognizer] = {}
         self._quantizing = threading.Lock()  # a server's threads may ask at once
-        try:
-            self.default_options = DecodingOptions(**self.meta.get("decoding", {}))
-        except TypeError as err:
-            raise CheckpointError(f"invalid decoding settings in the model description: {err}") from None
+        self.default_options = model_decoding(self.meta, model.config)
 
     @property
     def device(self) -> torch.device:

@@ -547,6 +547,22 @@ def test_the_decoders_no_speech_rule_is_whispers():
         asr.DecodingOptions(decoder_no_speech_threshold=1.5)
 
 
+def test_a_model_whose_no_speech_rule_could_never_act_is_refused(digits, tmp_path):
+    """A folder that sets the decoder's no-speech rule for a model without a no-speech token (a student
+    of a teacher written before the token was recorded) would decode as if the rule were off."""
+    import shutil
+
+    import yaml
+
+    folder = Path(shutil.copytree(digits.model_dir, tmp_path / "model"))
+    meta = yaml.safe_load((folder / "model.yaml").read_text())
+    assert meta["model"].get("no_speech_id", -1) < 0
+    meta.setdefault("decoding", {})["decoder_no_speech_threshold"] = 0.1
+    (folder / "model.yaml").write_text(yaml.safe_dump(meta))
+    with pytest.raises(CheckpointError, match="no_speech_id"):
+        asr.load_model(folder)
+
+
 def test_length_normalised_search_waits_for_a_full_beam_and_ranks_per_token(digits):
     """Whisper's rule: summed log-probabilities favour early endings, so rank by score per token."""
     from asr.decoding.beam_search import beam_search

@@ -20,7 +20,7 @@ from asr.decoding.no_speech import NO_SPEECH_WINDOW_SECONDS, decoder_hears_no_sp
 from asr.decoding.options import DecodingOptions, with_overrides
 from asr.decoding.result import Result, Timings
 from asr.errors import AudioError, CheckpointError, ConfigError
-from asr.model_folder import DEFAULT_MODEL, load_ctc_tokenizer, read_description, read_meta, resolve_model
+from asr.model_folder import DEFAULT_MODEL, load_ctc_tokenizer, model_decoding, read_description, read_meta, resolve_model
 from asr.runtime.onnx_model import ENCODER_FILE, FRONTEND_FILE, GRAPHS_VERSION, OnnxModel
 from asr.runtime.search import beam_search, log_softmax
 
@@ -46,10 +46,7 @@ class OnnxRecognizer:
         if self.config.encoder.subsampling != "conv1d2":
             raise CheckpointError(f"{folder}: ONNX graphs are made for Whisper's models only")
         self.precision = precision
-        try:
-            self.default_options = DecodingOptions(**self.meta.get("decoding", {}))
-        except TypeError as err:
-            raise CheckpointError(f"invalid decoding settings in the model description: {err}") from None
+        self.default_options = model_decoding(self.meta, self.config)
         self.timing = FrameTiming.for_frontend(self.config.frontend, SUBSAMPLING_RATE, 1)
 
     @property

@@ -11,7 +11,8 @@ words, the one that silences the most crowds, then the one with the fewest error
 
     python recipes/whisper_ctc/no_speech_rule.py --dev exp/dev_noise --out exp/no_speech_rule
 
-`--model FOLDER` sets the rule for another model folder (a candidate for the default) the same way.
+`--model FOLDER` chooses the rule for another model folder (a candidate for the default) the same
+way, and `--apply` writes the chosen pair into that folder's decoding settings.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 
+from asr.atomic import write_atomic
 from asr.audio import load_audio
 from asr.data.augment import make_babble
 from asr.data.manifest import read_manifest
 from asr.evaluate import cpu_model, git_revision
 from asr.noisy import CROWD_RECORDINGS, NOISE_ONLY_LEVEL_DBFS, PEAK, at_rms
-from asr.model_folder import DEFAULT_MODEL
+from asr.model_folder import DEFAULT_MODEL, META_FILE, read_meta, resolve_model
 from asr.runtime.recognizer import load_onnx
 from asr.scoring import score_utterance
 from asr.text import normalize
@@ -92,6 +95,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--out", type=Path, default=Path("exp/no_speech_rule"))
     parser.add_argument("--model", default=DEFAULT_MODEL, help="the model folder (or bundled name) to set the rule for")
+    parser.add_argument("--apply", action="store_true", help="write the chosen pair into the model folder's decoding")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
     from gate_head import speech_sets
@@ -123,6 +127,16 @@ def main() -> None:
                      + " | ".join(f"{r['change'][n]:+d}" for n in SPEECH_SETS) + " |")
     (args.out / "RESULTS.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    if args.apply:
+        apply(resolve_model(args.model), best)
+
+
+def apply(folder: Path, chosen: dict) -> None:
+    """Sets the model folder's decoder no-speech rule to the `chosen` pair of thresholds."""
+    meta = read_meta(folder)
+    meta["decoding"] = {**meta.get("decoding", {}), "decoder_no_speech_threshold": chosen["threshold"],
+                        "logprob_threshold": chosen["logprob_threshold"]}
+    write_atomic(folder / META_FILE, yaml.safe_dump(meta, sort_keys=False))
 
 
 if __name__ == "__main__":
