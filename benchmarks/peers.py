@@ -24,7 +24,9 @@ from typing import Callable
 
 import numpy as np
 
-# asr (and with it torch) is imported only where needed, so that benchmarks/systems.py can measure
+from asr.decoding.options import SHORT_WINDOW_FRAMES
+
+# The rest of asr (and with it torch) is imported only where needed, so that benchmarks/systems.py can measure
 # the peers' start-up time and memory in processes that never load torch.
 
 # faster-whisper's settings for a clip: beam 5 as its CLI, English, no conditioning on earlier text.
@@ -99,7 +101,7 @@ SYSTEMS = {
     "asr-onnx-fp32-without-decoder-gate": lambda threads: asr_onnx("fp32", threads, decoder_no_speech_threshold=0.0),
     # The default with recordings under 9 s padded to 10 s instead of Whisper's 30 s
     # (DecodingOptions.short_pad_to_frames): what the short window changes.
-    "asr-onnx-fp32-10s-window": lambda threads: asr_onnx("fp32", threads, short_pad_to_frames=1000),
+    "asr-onnx-fp32-10s-window": lambda threads: asr_onnx("fp32", threads, short_pad_to_frames=SHORT_WINDOW_FRAMES),
     "tiny.en-unchanged": unchanged_tiny,
     "faster-whisper-int8": lambda threads: faster_whisper("int8", threads),
     "faster-whisper-fp32": lambda threads: faster_whisper("float32", threads),

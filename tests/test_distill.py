@@ -15,7 +15,7 @@ sys.path.insert(0, str(REPO / "recipes" / "whisper_ctc"))
 import distill  # noqa: E402
 import speech_rate  # noqa: E402
 from asr.data.manifest import Utterance  # noqa: E402
-from asr.decoding.options import DecodingOptions  # noqa: E402
+from asr.decoding.options import SHORT_WINDOW_FRAMES, DecodingOptions  # noqa: E402
 from asr.model_folder import read_description, resolve_model  # noqa: E402
 
 CLIPS = [str(p) for p in sorted((REPO / "audio_samples").glob("*.flac"))]
@@ -33,8 +33,8 @@ def test_windows_join_whole_utterances_with_pauses_and_stay_under_28_s():
         window = distill.window(CLIPS, np.random.default_rng([1, step]), distill.MAX_SHORT_WINDOW_SECONDS)
         frames = len(window) // 160
         assert 0 < len(window) <= distill.MAX_SHORT_WINDOW_SECONDS * distill.SAMPLE_RATE
-        assert DecodingOptions(pad_to_frames=3000, short_pad_to_frames=distill.SHORT_PAD_TO_FRAMES).window_frames(
-            frames) == distill.SHORT_PAD_TO_FRAMES
+        assert DecodingOptions(pad_to_frames=3000, short_pad_to_frames=SHORT_WINDOW_FRAMES).window_frames(
+            frames) == SHORT_WINDOW_FRAMES
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_the_teacher_as_its_own_student_has_no_loss_on_clean_audio_and_some_in_n
         # In the short window the same clean audio is scored against the teacher's 30 s reading of it,
         # which the unchanged model does not give there: that is what a student learns.
         _, kl_short, mse_short = distill.student_loss(teacher, audio, lengths, taught, mse_weight=1.0,
-                                                      pad_to_frames=distill.SHORT_PAD_TO_FRAMES)
+                                                      pad_to_frames=SHORT_WINDOW_FRAMES)
     assert kl_noisy > 0.01 and mse_noisy > 0.01
     assert mse_short > 0.01 and kl_short > 1e-3
 

@@ -18,6 +18,9 @@ MODES = (
     "rescore",  # CTC prefix beam search, n-best rescored by the attention decoder (WeNet); same score
 )
 CTC_MODES = ("ctc_greedy", "ctc_beam")  # the modes that search CTC labels only
+# The short window Whisper's encoder can be taught to read (DecodingOptions.short_pad_to_frames;
+# recipes/whisper_ctc/distill.py --short-window-share): 10 s, a third of the work of its 30 s.
+SHORT_WINDOW_FRAMES = 1000
 # Silence a recording keeps after it in the short window (DecodingOptions.short_pad_to_frames): a
 # second, at Whisper's 100 frames a second. Not measured: the development clips the 10 s window was
 # tried on were at most 9.3 s long, so it keeps to what was tried.

@@ -46,11 +46,11 @@ import torch.nn.functional as F
 from asr.audio import load_audio
 from asr.checkpoint import list_checkpoints, load_latest_checkpoint, load_model_dir, save_checkpoint, save_model
 from asr.model_folder import load_ctc_tokenizer, read_meta
-from asr.config import AugmentConfig
+from asr.config import AugmentConfig, FrontendConfig
 from asr.data.augment import build_augmenter
 from asr.data.manifest import read_manifest
 from asr.decoding.beam_search import beam_search
-from asr.decoding.options import SHORT_WINDOW_MARGIN_FRAMES
+from asr.decoding.options import SHORT_WINDOW_FRAMES, SHORT_WINDOW_MARGIN_FRAMES
 
 # the same voices, development speakers and gate
 from gate_head import DEV_SPEAKERS, TEACHER, calibrate_gate, speech_sets, training_noise
@@ -60,10 +60,9 @@ log = logging.getLogger("distill")
 SAMPLE_RATE = 16000
 PAD_TO_FRAMES = 3000
 MAX_WINDOW_SECONDS = 28.0
-# --short-window-share: the short window (DecodingOptions.short_pad_to_frames) the student also learns
-# to read, and the longest window it is given there: recordings that fit it with decoding's margin.
-SHORT_PAD_TO_FRAMES = 1000
-MAX_SHORT_WINDOW_SECONDS = (SHORT_PAD_TO_FRAMES - SHORT_WINDOW_MARGIN_FRAMES) / 100
+# --short-window-share: the longest window the student is given in the short window it also learns to
+# read: recordings that fit there with decoding's margin.
+MAX_SHORT_WINDOW_SECONDS = (SHORT_WINDOW_FRAMES - SHORT_WINDOW_MARGIN_FRAMES) * FrontendConfig.hop_length / SAMPLE_RATE
 GATE_UTTERANCES_PER_SPEAKER = 8  # gate_head.py's --per-speaker: the same development utterances
 # Harder than the fine-tuning's mix: babble is where Whisper fails first (issue 17).
 NOISE = AugmentConfig(noise_prob=0.4, colored_noise_prob=0.1, babble_prob=0.4, reverb_prob=0.2,
@@ -87,9 +86,9 @@ def training_voices(data_dir: Path, dev_speakers: int, seed: int) -> list[str]:
 
 
 def window(paths: list[str], rng: np.random.Generator, longest: float = MAX_WINDOW_SECONDS) -> np.ndarray:
-    """Utterances drawn from `paths` joined by 0.2-1.0 s pauses, up to a length drawn between 3 s
-    (or `longest`/3) and `longest` (a single longer utterance is cut at `longest`)."""
-    budget = int(rng.uniform(min(3.0, longest / 3), longest) * SAMPLE_RATE)
+    """Utterances drawn from `paths` joined by 0.2-1.0 s pauses, up to a length drawn between 3 s and
+    `longest` (a single longer utterance is cut at `longest`)."""
+    budget = int(rng.uniform(3.0, longest) * SAMPLE_RATE)
     parts, used = [], 0
     while used < budget:
         audio = load_audio(paths[int(rng.integers(len(paths)))], SAMPLE_RATE)
@@ -217,7 +216,7 @@ def train(args, teacher, student, paths: list[str], augmenter, exp: Path) -> Non
         rng = np.random.default_rng([args.seed, step])  # a step's data depends on the step alone: exact resume
         # No draw without the option: the shipped student's steps keep their data.
         short = args.short_window_share > 0 and rng.random() < args.short_window_share
-        student_frames = SHORT_PAD_TO_FRAMES if short else PAD_TO_FRAMES
+        student_frames = SHORT_WINDOW_FRAMES if short else PAD_TO_FRAMES
         clean = [window(paths, rng, MAX_SHORT_WINDOW_SECONDS if short else MAX_WINDOW_SECONDS)
                  for _ in range(args.batch)]
         noisy = [augmenter(w, rng) for w in clean]
@@ -267,7 +266,7 @@ def export(args, student, tokenizer, meta: dict, data_dir: Path, exp: Path) -> N
     chars = load_ctc_tokenizer(args.teacher, meta, tokenizer)
     decoding = dict(meta.get("decoding", {}))
     if args.short_window_share:  # it decodes short recordings in the window it learnt, and is calibrated so
-        decoding["short_pad_to_frames"] = SHORT_PAD_TO_FRAMES
+        decoding["short_pad_to_frames"] = SHORT_WINDOW_FRAMES
     staged = save_model(student, tokenizer, exp / "uncalibrated", info, chars, decoding, "tiny.en", True)
     train, dev = speech_sets(data_dir, GATE_UTTERANCES_PER_SPEAKER, args.dev_speakers, args.seed)
     gate = calibrate_gate(staged, dev, training_noise(data_dir, train, args.seed), data_dir, args.seed, args.keep)
@@ -301,7 +300,7 @@ def main() -> None:
                         help="with --noise with-music: recorded music to draw from instead of synthetic pieces "
                         "(python -m asr.data.corpora music)")
     parser.add_argument("--short-window-share", type=float, default=0.0,
-                        help=f"share of steps whose windows fit the short window ({SHORT_PAD_TO_FRAMES} frames), "
+                        help=f"share of steps whose windows fit the short window ({SHORT_WINDOW_FRAMES} frames), "
                         "which the student reads there and the teacher in its 30 s")
     parser.add_argument("--train-cross-attention", action="store_true",
                         help="train the decoder's cross-attention too (the rest of the decoder stays the teacher's)")
