@@ -3,6 +3,7 @@ faster-whisper tiny.en int8 beam 5 on the same files, on the default kernels and
 
     python benchmarks/cli_speed.py --out benchmarks/runs/cli-speed
     python benchmarks/cli_speed.py --clips 30 --repeat 2 --kernels default
+    python benchmarks/cli_speed.py --candidate exp/enroll_short/model   # a candidate default beside them
 
 Each command runs in a fresh process (wall clock and peak resident memory from /usr/bin/time):
 one 3 s clip, and a folder of short real clips (Common Voice sample, home microphones) in one
@@ -50,13 +51,17 @@ class Command:
     argv: list[str]  # the inputs are appended
 
 
-def commands(threads: int) -> list[Command]:
+def commands(threads: int, candidate: str | None = None) -> list[Command]:
+    """The commands timed, faster-whisper (the peer) last; `candidate`: a model folder also run on ONNX Runtime."""
     asr = [sys.executable, "-m", "asr.cli", "transcribe", "--threads", str(threads), "--quiet"]
-    return [Command("asr transcribe --runtime torch", [*asr, "--runtime", "torch"]),
+    ours = [Command("asr transcribe --runtime torch", [*asr, "--runtime", "torch"]),
             Command("asr transcribe --runtime torch --quantize int8", [*asr, "--runtime", "torch", "--quantize", "int8"]),
             Command("asr transcribe --runtime onnx", [*asr, "--runtime", "onnx"]),
-            Command("asr transcribe --runtime onnx --quantize int8", [*asr, "--runtime", "onnx", "--quantize", "int8"]),
-            Command("faster-whisper tiny.en int8, beam 5", [sys.executable, "-c", FASTER_WHISPER, str(threads)])]
+            Command("asr transcribe --runtime onnx --quantize int8", [*asr, "--runtime", "onnx", "--quantize", "int8"])]
+    if candidate:
+        ours.append(Command(f"asr transcribe --runtime onnx --model {candidate}",
+                            [*asr, "--runtime", "onnx", "--model", candidate]))
+    return ours + [Command("faster-whisper tiny.en int8, beam 5", [sys.executable, "-c", FASTER_WHISPER, str(threads)])]
 
 
 def timed(argv: list[str], env: dict) -> tuple[float, float, str]:
@@ -83,7 +88,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--kernels", nargs="+", choices=("default", "avx2"), default=["default", "avx2"])
     parser.add_argument("--out", type=Path, help="also write OUT/RESULTS.md")
+    parser.add_argument("--candidate", help="a model folder to time beside the default (asr transcribe --model)")
     args = parser.parse_args()
+    timed_commands = commands(args.threads, args.candidate)
 
     rows = [json.loads(line) for line in (DATA / "speech" / "commonvoice_en_sample" / "manifest.jsonl").read_text().splitlines()]
     manifest = DATA / "speech" / "commonvoice_en_sample"
@@ -104,20 +111,21 @@ def main() -> None:
     print("\n".join(report), flush=True)
     with tempfile.TemporaryDirectory(prefix="asr-cli-speed-") as folder:
         cache = {**os.environ, "ASR_CACHE_DIR": str(Path(folder) / "cache"), "HF_HUB_OFFLINE": "1"}
-        # Graphs are built once per machine (the first --runtime onnx call); that build is not timed here.
-        onnx = next(c for c in commands(args.threads) if "onnx" in c.argv)
-        timed(onnx.argv + [str(ONE_CLIP)], cache)
+        # Graphs are built once per machine and model (its first --runtime onnx call); not timed here.
+        for command in timed_commands:
+            if "onnx" in command.argv and "--quantize" not in command.argv:
+                timed(command.argv + [str(ONE_CLIP)], cache)
         lines = []
         best = lambda runs: min(r[0] for r in runs[1:] or runs)  # noqa: E731
         for kernels in args.kernels:
             env = {**cache, **(AVX2 if kernels == "avx2" else {})}
             runs = {}
-            for command in commands(args.threads):
+            for command in timed_commands:
                 one = [timed(command.argv + [str(ONE_CLIP)], env) for _ in range(args.repeat)]
                 many = [timed(command.argv + list(clips), env) for _ in range(args.repeat)]
                 runs[command.name] = one, many
                 print(f"{kernels} {command.name}: {best(one):.2f} s, {best(many):.1f} s", file=sys.stderr, flush=True)
-            peer_one, peer_many = runs[commands(args.threads)[-1].name]
+            peer_one, peer_many = runs[timed_commands[-1].name]
             for name, (one, many) in runs.items():
                 line = (f"| {kernels} | {name} | {one[0][0]:.2f} | {best(one):.2f} | {max(r[1] for r in one):.0f} | "
                         f"{best(peer_one) / best(one):.2f}x | {many[0][0]:.1f} | {best(many):.1f} | "
