@@ -52,7 +52,7 @@ from asr.decoding.options import DecodingOptions
 from asr.enrollment import speaker_embedding
 from asr.errors import EnrollmentError
 from asr.model.asr_model import ASRModel
-from asr.model_folder import DEFAULT_MODEL, load_ctc_tokenizer, resolve_model
+from asr.model_folder import DEFAULT_MODEL, load_ctc_tokenizer, model_decoding, resolve_model
 from asr.noisy import PEAK
 
 from distill import SAMPLE_RATE, batch_of, noise_augmenter, student_loss, teach
@@ -348,8 +348,7 @@ def main() -> None:
             raise SystemExit(f"{args.adapters_from}: that model has no speaker adapters to start from")
         student.encoder.speaker_adapters.load_state_dict(source.encoder.speaker_adapters.state_dict())
     teacher, _, _ = load_model_dir(args.teacher)
-    train(args, teacher.eval(), student, speakers, embeddings, augmenter, exp,
-          DecodingOptions(**meta.get("decoding", {})))
+    train(args, teacher.eval(), student, speakers, embeddings, augmenter, exp, model_decoding(meta, default.config))
 
 
 if __name__ == "__main__":

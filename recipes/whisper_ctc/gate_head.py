@@ -25,7 +25,7 @@ for that folder's encoder instead, each example encoded in the window the folder
 in, and writes the folder again with the new head and its gate calibrated:
 
     python recipes/whisper_ctc/gate_head.py --encoder-from exp/distill_short_cross/model \
-        --exp exp/distill_short_cross/head --out exp/distill_short_cross/model_head
+        --exp exp/distill_short_cross/head --out exp/distill_short_cross/model_head --half
 """
 
 from __future__ import annotations
